@@ -222,14 +222,15 @@ def motion_probabilities(state: SamplerState, cfg: SamplerConfig) -> jax.Array:
 
 
 def bin_of_frame(state: SamplerState, motion_id: jax.Array, frame: jax.Array) -> jax.Array:
-    """Global bin index of ``frame`` of clip ``motion_id``: offset_j + min(floor(f / B), S_j - 1)."""
+    """Global bin of ``frame`` of clip ``motion_id``: offset_j + min(floor(f / B), S_j - 1)."""
     local = jnp.floor(frame.astype(jnp.float32) / state.bin_frames).astype(jnp.int32)
     local = jnp.clip(local, 0, state.num_bins[motion_id] - 1)
     return state.bin_offset[motion_id] + local
 
 
 def _frame_in_bin(state: SamplerState, motion_id, local, u) -> jax.Array:
-    """Frame uniform over {f : floor(f / B) = local} = [ceil(local B), ceil((local+1) B)) clipped."""
+    """Frame uniform over {f : floor(f / B) = local} = [ceil(local B), ceil((local + 1) B)),
+    the upper end clipped to the clip's length (partial last bin)."""
     lo = jnp.ceil(local * state.bin_frames).astype(jnp.int32)
     hi = jnp.ceil((local + 1) * state.bin_frames).astype(jnp.int32)
     hi = jnp.minimum(hi, state.clip_frames[motion_id])
@@ -295,13 +296,19 @@ def sampler_counts(
 
 
 def apply_counts(
-    state: SamplerState, cfg: SamplerConfig, ep_counts: jax.Array, fail_counts: jax.Array
+    state: SamplerState, cfg: SamplerConfig, ep_counts: jax.Array, fail_counts: jax.Array, num_steps: int = 1
 ) -> SamplerState:
-    """One EMA step on every bin: X <- (1 - alpha) X + alpha dX, for X in (E, F)."""
+    """EMA on every bin: X <- (1 - alpha) X + alpha dX, for X in (E, F).
+
+    With ``num_steps`` = T > 1 the increments are the sum over a window of T control steps (a trainer that
+    updates once per rollout): X <- (1 - alpha)^T X + alpha sum(dX), which equals T single steps up to
+    the order of the increments inside the window.
+    """
     a = cfg.ema_alpha
+    decay = (1.0 - a) ** num_steps
     return state.replace(
-        ep_count=(1.0 - a) * state.ep_count + a * ep_counts,
-        fail_count=(1.0 - a) * state.fail_count + a * fail_counts,
+        ep_count=decay * state.ep_count + a * ep_counts,
+        fail_count=decay * state.fail_count + a * fail_counts,
     )
 
 
