@@ -58,6 +58,9 @@ def check_trajectory(path, root_pos, root_quat, joint_pos, *, check_limits: bool
         if not np.all(np.isfinite(x)):
             bad = int(np.argwhere(~np.isfinite(x))[0][0])
             raise MotionFileError(f"{path}: {what} contain NaN or inf (first at frame {bad})")
+    if not (root_pos.shape[0] == root_quat.shape[0] == joint_pos.shape[0]):
+        raise MotionFileError(f"{path}: root position, root quaternion and joints have different frame counts "
+                              f"({root_pos.shape[0]}, {root_quat.shape[0]}, {joint_pos.shape[0]})")
     if root_pos.shape[0] < 2:
         raise MotionFileError(f"{path}: needs at least 2 frames, got {root_pos.shape[0]}")
     if joint_pos.shape[1:] != (g1.NUM_JOINTS,):

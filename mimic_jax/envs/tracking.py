@@ -1,0 +1,159 @@
+"""TrackingEnv: pure reset/step of one environment on MJX (vmapped by ``autoreset``).
+
+Timing: the reference advances one frame per control step; after a step the robot (at time t + dt) is
+compared with the reference frame of time t + dt, so observations, rewards and terminations all see the
+robot and the reference at the same instant.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from flax import struct
+from mujoco import mjx
+
+from mimic_jax import math as jm
+from mimic_jax.assets import g1
+from mimic_jax.envs import observations as obs_lib
+from mimic_jax.envs import rewards as rew_lib
+from mimic_jax.envs import terminations as term_lib
+from mimic_jax.envs.config import EnvConfig
+from mimic_jax.envs.robot import ContactGeoms, body_velocities, contact_geoms, robot_state, undesired_contacts
+from mimic_jax.motion.library import ROOT_INDEX, MotionLibrary, RefFrame
+
+
+@struct.dataclass
+class EnvState:
+    data: mjx.Data
+    motion_id: jnp.ndarray  # int32
+    frame: jnp.ndarray  # int32, reference frame of the current instant
+    start_bin: jnp.ndarray  # int32, sampler bin the episode (or clip segment) started in
+    step: jnp.ndarray  # int32, control steps since the episode started
+    last_action: jnp.ndarray  # [29]
+    default_pos: jnp.ndarray  # [29], randomized default pose, fixed for the env's life
+    push_timer: jnp.ndarray  # int32 control steps until the next push
+    rng: jnp.ndarray
+    obs: dict
+
+
+@struct.dataclass
+class StepInfo:
+    reward: jnp.ndarray
+    terms: dict  # unweighted reward terms
+    terminations: dict  # bool per named termination
+    terminated: jnp.ndarray  # failure (any termination, or non-finite physics)
+    time_out: jnp.ndarray
+    clip_end: jnp.ndarray
+    nonfinite: jnp.ndarray
+
+
+class TrackingEnv:
+    """The BeyondMimic tracking problem for our G1. Static tables live here; state lives in ``EnvState``."""
+
+    def __init__(self, cfg: EnvConfig, num_motions: int, model: mujoco.MjModel | None = None):
+        self.cfg = cfg
+        self.num_motions = int(num_motions)
+        self.mj_model = model if model is not None else g1.load_model(feet_only=cfg.feet_only_collisions)
+        self.mj_model.opt.timestep = cfg.physics_dt
+        self.mx = mjx.put_model(self.mj_model, impl=cfg.impl)
+        table = g1.joint_table()
+        self.action_scale = jnp.asarray(table.action_scale, jnp.float32)
+        self.default_pos = jnp.asarray(table.default_pos, jnp.float32)
+        center, half = (table.lower + table.upper) / 2, (table.upper - table.lower) / 2
+        self.soft_lower = jnp.asarray(center - cfg.soft_limit_factor * half, jnp.float32)
+        self.soft_upper = jnp.asarray(center + cfg.soft_limit_factor * half, jnp.float32)
+        self.body_ids = g1.body_ids(self.mj_model, g1.TRACKED_BODY_NAMES)
+        self.torso_id = int(g1.body_ids(self.mj_model, [g1.ANCHOR_BODY])[0])
+        self.contact_geoms: ContactGeoms = contact_geoms(self.mj_model)
+        self.observation_size = obs_lib.observation_size(cfg, self.num_motions)
+        self.action_size = g1.NUM_JOINTS
+
+    # -- data -------------------------------------------------------------------------------------------
+    def make_data(self, num_envs: int) -> mjx.Data:
+        """One env's data (vmapped by the caller); Warp buffers are sized for the whole batch."""
+        if self.cfg.impl == "warp":
+            return mjx.make_data(self.mj_model, impl="warp", naconmax=self.cfg.contacts_per_env * num_envs,
+                                 njmax=self.cfg.constraints_per_env)
+        return mjx.make_data(self.mx)
+
+    # -- reset ------------------------------------------------------------------------------------------
+    def _reset_pose(self, ref: RefFrame, key):
+        r = self.cfg.reset
+        k = jax.random.split(key, 6)
+        u = lambda kk, shape, s: jax.random.uniform(kk, shape, minval=-1.0, maxval=1.0) * s  # noqa: E731
+        pos = ref.body_pos[ROOT_INDEX] + u(k[0], (3,), jnp.array([r.pos_xy, r.pos_xy, r.pos_z]))
+        rpy = u(k[1], (3,), jnp.array([r.rot_roll_pitch, r.rot_roll_pitch, r.rot_yaw]))
+        quat = jm.quat_normalize(jm.quat_mul(jm.quat_from_euler_xyz(*rpy), ref.body_quat[ROOT_INDEX]))
+        lin = ref.body_lin_vel[ROOT_INDEX] + u(k[2], (3,), jnp.array([r.lin_vel_xy, r.lin_vel_xy, r.lin_vel_z]))
+        ang_w = ref.body_ang_vel[ROOT_INDEX] + u(
+            k[3], (3,), jnp.array([r.ang_vel_roll_pitch, r.ang_vel_roll_pitch, r.ang_vel_yaw]))
+        joints = jnp.clip(ref.joint_pos + u(k[4], (29,), r.joint_pos), self.soft_lower, self.soft_upper)
+        # MuJoCo's free-joint angular velocity is in the body frame.
+        qvel = jnp.concatenate([lin, jm.quat_rotate_inv(quat, ang_w), ref.joint_vel])
+        return jnp.concatenate([pos, quat, joints]), qvel
+
+    def reset(self, m, lib: MotionLibrary, data: mjx.Data, motion_id, frame, start_bin, default_pos, key):
+        """A fresh episode of one env at (motion_id, frame), robot at the reference plus noise."""
+        k_pose, k_obs, k_push, k_next = jax.random.split(key, 4)
+        ref = lib.frame(motion_id, frame)
+        qpos, qvel = self._reset_pose(ref, k_pose)
+        data = data.replace(qpos=qpos, qvel=qvel, ctrl=default_pos, qacc_warmstart=jnp.zeros_like(data.qacc_warmstart))
+        data = mjx.kinematics(m, data)
+        lin, ang = ref.body_lin_vel, ref.body_ang_vel  # fresh data has no cvel yet; not used by observations
+        robot = robot_state(data, self.body_ids, lin, ang)
+        zeros = jnp.zeros(self.action_size)
+        obs = obs_lib.observe(self.cfg, robot, ref, zeros, default_pos, motion_id, self.num_motions, k_obs)
+        return EnvState(data=data, motion_id=motion_id, frame=frame, start_bin=start_bin,
+                        step=jnp.zeros((), jnp.int32), last_action=zeros, default_pos=default_pos,
+                        push_timer=self._push_interval(k_push), rng=k_next, obs=obs)
+
+    def _push_interval(self, key):
+        lo, hi = self.cfg.randomization.push_interval_s
+        steps = jax.random.uniform(key, (), minval=lo, maxval=hi) / self.cfg.control_dt
+        return steps.astype(jnp.int32)
+
+    # -- step -------------------------------------------------------------------------------------------
+    def _push(self, data, state: EnvState, key):
+        """Pushes: every U(1, 3) s add a random root velocity (reset velocity ranges, world frame)."""
+        r = self.cfg.reset
+        k1, k2, k3 = jax.random.split(key, 3)
+        span_lin = jnp.array([r.lin_vel_xy, r.lin_vel_xy, r.lin_vel_z])
+        span_ang = jnp.array([r.ang_vel_roll_pitch, r.ang_vel_roll_pitch, r.ang_vel_yaw])
+        d_lin = jax.random.uniform(k1, (3,), minval=-1.0, maxval=1.0) * span_lin
+        d_ang = jm.quat_rotate_inv(data.qpos[3:7], jax.random.uniform(k2, (3,), minval=-1.0, maxval=1.0) * span_ang)
+        push = (state.push_timer <= 0) & self.cfg.randomization.push
+        qvel = data.qvel.at[0:6].add(jnp.where(push, jnp.concatenate([d_lin, d_ang]), 0.0))
+        timer = jnp.where(push, self._push_interval(k3), state.push_timer - 1)
+        return data.replace(qvel=qvel), timer
+
+    def physics(self, m, data, action, default_pos):
+        data = data.replace(ctrl=default_pos + self.action_scale * action)
+        return jax.lax.fori_loop(0, self.cfg.decimation, lambda _, d: mjx.step(m, d), data)
+
+    def step(self, m, lib: MotionLibrary, state: EnvState, action) -> tuple[EnvState, StepInfo]:
+        """One control step without reset: physics, then reward and terminations at the new instant."""
+        k_push, k_obs, k_next = jax.random.split(state.rng, 3)
+        data, push_timer = self._push(state.data, state, k_push)
+        data = self.physics(m, data, action, state.default_pos)
+        lin, ang = body_velocities(data, self.body_ids)
+        data = mjx.kinematics(m, data)
+        nonfinite = ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel)))
+        frame = state.frame + 1
+        ref = lib.frame(state.motion_id, frame)
+        robot = robot_state(data, self.body_ids, lin, ang)
+        n_contacts = undesired_contacts(data, self.contact_geoms)
+        terms = rew_lib.reward_terms(self.cfg.rewards, robot, ref, action, state.last_action, self.soft_lower,
+                                     self.soft_upper, n_contacts)
+        reward = rew_lib.total_reward(self.cfg.rewards, terms, self.cfg.control_dt)
+        terms_done = term_lib.terminations(self.cfg.terminations, robot, ref)
+        terminated = nonfinite | jnp.any(jnp.stack(list(terms_done.values())))
+        obs = obs_lib.observe(self.cfg, robot, ref, action, state.default_pos, state.motion_id, self.num_motions,
+                              k_obs)
+        info = StepInfo(reward=jnp.where(nonfinite, 0.0, reward), terms=terms, terminations=terms_done,
+                        terminated=terminated, time_out=state.step + 1 >= self.cfg.episode_steps,
+                        clip_end=frame >= lib.clip_length[state.motion_id] - 1, nonfinite=nonfinite)
+        new_state = state.replace(data=data, frame=frame, step=state.step + 1, last_action=action,
+                                  push_timer=push_timer, rng=k_next, obs=obs)
+        return new_state, info
