@@ -49,6 +49,30 @@ class StepInfo:
     nonfinite: jnp.ndarray
 
 
+SOLVER_LIMIT_BITS = (1 << 9) | (1 << 10)  # MuJoCo Warp OverflowType.ITERATIONS | LS_ITERATIONS
+BUFFER_OVERFLOW_BITS = (1 << 0) | (1 << 2) | (1 << 3)  # NEFC | BROADPHASE | NARROWPHASE (contacts)
+
+
+def _quiet(mx):
+    """MJX-Warp prints a warning every step in which a fallen robot hits the solver iteration limit (10, as
+    in the public MuJoCo port). Those steps are expected; buffer overflows stay reported (and are turned
+    into an error by ``buffer_overflow``)."""
+    impl = getattr(mx.opt, "_impl", None)
+    if impl is not None and hasattr(impl, "warn_overflow"):
+        return mx.replace(opt=mx.opt.replace(_impl=impl.replace(warn_overflow=int(impl.warn_overflow)
+                                                               & ~SOLVER_LIMIT_BITS)))
+    return mx
+
+
+def buffer_overflow(data) -> jnp.ndarray:
+    """True where MJX-Warp ran out of contact or constraint buffer this step (always False on JAX)."""
+    impl = getattr(data, "_impl", None)
+    flags = getattr(impl, "overflow", None)
+    if flags is None:
+        return jnp.zeros((), bool)
+    return jnp.any((flags & BUFFER_OVERFLOW_BITS) != 0)
+
+
 class TrackingEnv:
     """The BeyondMimic tracking problem for our G1. Static tables live here; state lives in ``EnvState``."""
 
@@ -57,7 +81,7 @@ class TrackingEnv:
         self.num_motions = int(num_motions)
         self.mj_model = model if model is not None else g1.load_model(feet_only=cfg.feet_only_collisions)
         self.mj_model.opt.timestep = cfg.physics_dt
-        self.mx = mjx.put_model(self.mj_model, impl=cfg.impl)
+        self.mx = _quiet(mjx.put_model(self.mj_model, impl=cfg.impl))
         table = g1.joint_table()
         self.action_scale = jnp.asarray(table.action_scale, jnp.float32)
         self.default_pos = jnp.asarray(table.default_pos, jnp.float32)
