@@ -106,6 +106,9 @@ def _atomic_savez(path: Path, arrays: dict) -> None:
     os.close(fd)
     try:
         np.savez_compressed(tmp, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
