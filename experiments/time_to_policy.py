@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mimic_jax.checkpoint import config_to_dict
 from mimic_jax.envs.config import EnvConfig, evaluation_config
 from mimic_jax.envs.tracking import TrackingEnv
 from mimic_jax.motion.library import build_library
@@ -65,6 +66,20 @@ def make_evaluator(env_cfg: EnvConfig, lib, nets, episodes: int):
     return jax.jit(run)
 
 
+def evaluate(trainer, carry, metrics, evaluators: dict, t_start: float, it: int, num_envs: int) -> dict:
+    ts = trainer.local_train_state(carry)
+    key = jax.random.PRNGKey(it)
+    rows = {name: [np.asarray(x).tolist() for x in fn(ts.params, ts.normalizer, trainer.lib, key)]
+            for name, fn in evaluators.items()}
+    row = {"wall_s": time.perf_counter() - t_start, "iterations": it,
+           "env_steps": it * num_envs * trainer.cfg.ppo.unroll_length,
+           "reward_per_step": float(metrics["rollout/reward_per_step"]),
+           "episode_length": float(metrics["episode/length"]), "clips": list(trainer.lib.names),
+           **{f"{k}_success": v[0] for k, v in rows.items()}, **{f"{k}_mpjpe_mm": v[1] for k, v in rows.items()}}
+    print(json.dumps({k: v for k, v in row.items() if k != "clips"}), flush=True)
+    return row
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--motion-set", default="motions/clips/walk_forward.npz")
@@ -95,39 +110,33 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     curve, reached, next_eval, it = [], None, 0.0, 0
     with open(out / "curve.jsonl", "w") as log:
-        while time.perf_counter() - t_start < args.max_minutes * 60:
+        while True:  # at least one call, then until the time is up
             carry, metrics = trainer.train_step(carry)
             it += cfg.iterations_per_call
             jax.block_until_ready(metrics)
             check_buffers(metrics, cfg.env)
             wall = time.perf_counter() - t_start
+            if wall > args.max_minutes * 60:
+                break
             if wall < next_eval:
                 continue
-            ts = trainer.local_train_state(carry)
-            key = jax.random.PRNGKey(it)
-            rows = {name: [np.asarray(x).tolist() for x in fn(ts.params, ts.normalizer, trainer.lib, key)]
-                    for name, fn in (("clean", clean), ("noisy", noisy))}
-            wall = time.perf_counter() - t_start
-            row = {"wall_s": wall, "iterations": it, "env_steps": it * args.num_envs * cfg.ppo.unroll_length,
-                   "reward_per_step": float(metrics["rollout/reward_per_step"]),
-                   "episode_length": float(metrics["episode/length"]), "clips": lib.names,
-                   **{f"{k}_success": v[0] for k, v in rows.items()},
-                   **{f"{k}_mpjpe_mm": v[1] for k, v in rows.items()}}
+            row = evaluate(trainer, carry, metrics, {"clean": clean}, t_start, it, args.num_envs)
             log.write(json.dumps(row) + "\n")
             log.flush()
-            print(json.dumps({k: v for k, v in row.items() if k != "clips"}), flush=True)
             curve.append(row)
-            next_eval = wall + args.eval_every
-            if reached is None and min(row["clean_success"]) >= args.target:
-                reached = wall
+            next_eval = row["wall_s"] + args.eval_every
+            if min(row["clean_success"]) >= args.target:
+                reached = row["wall_s"]
                 break
+        final = evaluate(trainer, carry, metrics, {"clean": clean, "noisy": noisy}, t_start, it, args.num_envs)
+        log.write(json.dumps(final) + "\n")
     ts = jax.device_get(trainer.local_train_state(carry))
-    flat = {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(
-        {"params": ts.params, "normalizer": ts.normalizer})}
-    np.savez_compressed(out / "params.npz", **flat)
+    leaves = jax.tree.leaves({"params": ts.params, "normalizer": ts.normalizer})
+    np.savez_compressed(out / "params.npz", **{f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)})
+    (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=1))
     summary = {"motion_set": args.motion_set, "num_envs": args.num_envs, "device": jax.devices()[0].device_kind,
                "date": time.strftime("%Y-%m-%d"), "target": args.target, "seconds_to_target": reached,
-               "final": curve[-1] if curve else None}
+               "final": final}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({"seconds_to_target": reached}))
 
