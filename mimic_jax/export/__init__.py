@@ -1,0 +1,1 @@
+"""Policy export for deployment (ONNX, see ``docs/evaluation.md``)."""
