@@ -9,13 +9,11 @@ observations, rewards, resets, sampler, GAE and the PPO epochs), first call (com
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mimic_jax.envs.config import EnvConfig
 from mimic_jax.ppo.config import PPOConfig

@@ -5,7 +5,6 @@ one device (fused program), two devices (per-device rollouts + SPMD update), two
 program (``fuse_devices``).
 """
 
-import dataclasses
 import json
 import sys
 

@@ -10,7 +10,6 @@ ffmpeg is missing (the returned path says which).
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from mimic_jax.assets import g1
 from mimic_jax.evaluation.metrics import Episodes
 from mimic_jax.motion.library import ROOT_INDEX, MotionLibrary
-from mimic_jax.motion.viz import RenderError, ensure_gl
+from mimic_jax.motion.viz import RenderError, ensure_gl, write_animation
 
 GHOST_RGBA = (0.35, 0.6, 1.0, 0.35)
 
@@ -148,23 +147,4 @@ def write_video(segs: list[Segment], out_path, *, width: int = 640, height: int 
     if out.suffix.lower() != ".gif" and not _ffmpeg_available():
         warnings.warn(f"ffmpeg is not available: writing a GIF instead of {out.name}", stacklevel=2)
         out = out.with_suffix(".gif")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.stem}.tmp{out.suffix}"
-    try:
-        if out.suffix.lower() == ".gif":
-            import imageio.v3 as iio
-
-            iio.imwrite(tmp, np.stack(list(_images(segs, width, height, fps))), extension=".gif",
-                        duration=1000.0 / fps, loop=0)
-        else:
-            import imageio.v2 as imageio
-
-            with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=7,
-                                    macro_block_size=2) as writer:
-                for image in _images(segs, width, height, fps):
-                    writer.append_data(image)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    return write_animation(out, _images(segs, width, height, fps), fps)

@@ -235,19 +235,23 @@ def render_clip(clip: Clip, out_path: str | os.PathLike, *, width: int = 640, he
     if fps <= 0 or fps > clip.fps:
         raise RenderError(f"video fps must be in (0, {clip.fps:g}], got {fps}")
     indices = np.unique(np.round(np.arange(0, clip.num_frames, clip.fps / fps)).astype(int)).clip(0, clip.num_frames - 1)
+    return write_animation(out, _frames(clip, indices, width, height), fps)
+
+
+def write_animation(out: Path, images, fps: float) -> Path:
+    """Writes RGB frames (an iterable) atomically: a GIF if ``out`` ends in .gif, else H.264 mp4."""
     tmp = _temporary(out)
     try:
         if out.suffix.lower() == ".gif":
             import imageio.v3 as iio
 
-            images = np.stack(list(_frames(clip, indices, width, height)))
-            iio.imwrite(tmp, images, extension=".gif", duration=1000.0 / fps, loop=0)
+            iio.imwrite(tmp, np.stack(list(images)), extension=".gif", duration=1000.0 / fps, loop=0)
         else:
             import imageio.v2 as imageio
 
             with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=7,
                                     macro_block_size=2) as writer:
-                for image in _frames(clip, indices, width, height):
+                for image in images:
                     writer.append_data(image)
         os.replace(tmp, out)
     finally:
