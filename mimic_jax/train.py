@@ -1,0 +1,336 @@
+"""``python -m mimic_jax.train``: train a motion-tracking policy on a motion set.
+
+    python -m mimic_jax.train --motion-set locomotion_basic             # GPU: full size; CPU: a quick demo
+    python -m mimic_jax.train --motion-set walk.npz,run.npz --set ppo.learning_rate=3e-4
+    python -m mimic_jax.train --resume runs/locomotion_basic-20260101-120000
+
+Outputs in the run directory: ``checkpoints/<iteration>/`` (Orbax), ``metrics.jsonl``, ``tensorboard/`` and
+``learning_curve.png``. See ``docs/training.md``. Every user error prints one ``error: ...`` line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+from mimic_jax.checkpoint import (CheckpointError, check_compatible, config_from_dict, config_to_dict, read_meta,
+                                  restore_carry, run_meta, save_run)
+from mimic_jax.presets import PRESETS, apply_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(ValueError):
+    """A bad command line; one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every flag maps onto a TrainConfig field or a run setting."""
+    p = _Parser(prog="python -m mimic_jax.train", description=__doc__.split("\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--motion-set", help="set name, set YAML path or comma-separated clip files")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="default: full on a GPU, demo on a CPU")
+    p.add_argument("--impl", choices=("auto", "jax", "warp"), help="MJX backend (default auto: warp on a GPU)")
+    p.add_argument("--num-envs", type=int, help="environments (all devices together)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--iterations", type=int, help="total PPO iterations of the run")
+    length.add_argument("--env-steps", type=float, help="total env steps (rounded up to whole iterations)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", type=Path, help="run directory (default runs/<set>-<YYYYmmdd-HHMMSS>)")
+    p.add_argument("--devices", type=int, help="local devices to use (0: all)")
+    p.add_argument("--iterations-per-call", type=int, help="iterations per jitted call (one log line each)")
+    p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
+    p.add_argument("--keep", type=int, help="checkpoints to keep (default 5)")
+    p.add_argument("--resume", type=Path, help="continue the run in this directory exactly where it stopped")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. ppo.learning_rate=3e-4 or env.on_clip_end=truncate")
+    p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (if installed)")
+    return p
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """Everything about a run that is not the TrainConfig."""
+
+    run_dir: Path
+    iterations: int
+    checkpoint_every: int
+    keep: int
+    motion_set: str
+    extra_meta: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class LoopResult:
+    """How a training loop ended: status (an exit code), last checkpoint and, on failure, why."""
+
+    carry: object
+    iteration: int
+    status: int
+    checkpoint: Path | None
+    message: str = ""
+
+
+def _positive(args, *names):
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "devices" else 1):
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def _impl(args, backend: str, resuming: bool) -> str | None:
+    """The MJX implementation to use, or None to keep the stored one (resume without --impl)."""
+    if args.impl in (None, "auto"):
+        return None if resuming else ("warp" if backend == "gpu" else "jax")
+    if args.impl == "warp" and backend != "gpu":
+        raise UsageError(f"--impl warp needs a GPU (JAX's backend here is {backend}); use --impl jax")
+    return args.impl
+
+
+def _config(args, stored: dict | None, spec):
+    """TrainConfig and preset name: preset (or the checkpoint's config), set sampler overrides, flags, --set."""
+    import jax
+
+    from mimic_jax.envs.autoreset import with_sampler_overrides
+
+    backend = jax.default_backend()
+    if stored is not None:
+        preset = stored.get("run", {}).get("preset", "")
+        if args.preset and args.preset != preset:
+            raise UsageError(f"--preset {args.preset} differs from the run's preset {preset!r}; drop --preset")
+        cfg = config_from_dict(stored["config"])
+    else:
+        preset = args.preset or ("full" if backend == "gpu" else "demo")
+        cfg = PRESETS[preset].train
+        cfg = dataclasses.replace(cfg, sampler=with_sampler_overrides(cfg.sampler, dict(spec.sampler)))
+    impl = _impl(args, backend, stored is not None)
+    if impl:
+        cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, impl=impl))
+    if args.num_envs:
+        cfg = dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, num_envs=args.num_envs))
+    top = {"seed": args.seed, "num_devices": args.devices, "iterations_per_call": args.iterations_per_call}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in top.items() if v is not None})
+    cfg = apply_settings(cfg, args.settings)
+    if cfg.num_devices > len(jax.local_devices()):
+        raise UsageError(f"--devices {cfg.num_devices}: only {len(jax.local_devices())} {backend} device(s) here")
+    return cfg, preset
+
+
+def _motion_set(args, stored: dict | None):
+    """(spec string, resolved spec); a resumed run falls back to the absolute paths it stored."""
+    from mimic_jax.motion.sets import MotionSetError, resolve_motion_set
+
+    if stored is None and not args.motion_set:
+        raise UsageError("--motion-set is required (a set name, a set YAML or comma-separated clip files)")
+    text = args.motion_set or stored["motion_set"]
+    try:
+        return text, resolve_motion_set(text)
+    except MotionSetError:
+        fallback = (stored or {}).get("run", {}).get("motion_set_resolved")
+        if args.motion_set or not fallback:
+            raise
+        return text, resolve_motion_set(fallback)
+
+
+def _resolved(spec) -> str:
+    return str(spec.source) if spec.source else ",".join(str(e.path.resolve()) for e in spec.entries)
+
+
+def plan_run(args):
+    """Command line -> (TrainConfig, RunSettings, spec, stored meta or None); raises one-line user errors."""
+    _positive(args, "num_envs", "iterations", "env_steps", "iterations_per_call", "checkpoint_every", "keep",
+              "devices")
+    stored = read_meta(args.resume) if args.resume else None
+    text, spec = _motion_set(args, stored)
+    cfg, preset = _config(args, stored, spec)
+    run = (stored or {}).get("run", {})
+    if stored is not None:
+        run_dir = Path(stored["checkpoint"]).parent.parent
+        if args.out and args.out.resolve() != run_dir:
+            raise UsageError(f"--out {args.out} differs from the resumed run {run_dir}; drop --out")
+    else:
+        run_dir = (args.out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+            raise UsageError(f"{run_dir} already holds checkpoints; continue it with --resume {run_dir}")
+    steps = cfg.ppo.num_envs * cfg.ppo.unroll_length
+    iterations = args.iterations or (math.ceil(args.env_steps / steps) if args.env_steps else None)
+    defaults = PRESETS.get(preset, PRESETS["demo"])
+    iterations = iterations or run.get("iterations") or defaults.iterations
+    every = args.checkpoint_every or run.get("checkpoint_every") or defaults.checkpoint_every
+    extra = {"preset": preset, "iterations": iterations, "checkpoint_every": every,
+             "motion_set_resolved": _resolved(spec)}
+    settings = RunSettings(run_dir=run_dir, iterations=iterations, checkpoint_every=every,
+                           keep=args.keep or run.get("keep") or 5, motion_set=text, extra_meta=extra)
+    return cfg, settings, spec, stored
+
+
+def _per_device(trainer, carry):
+    """The carry in the per-device layout ``Trainer.init`` makes (``fuse_devices`` turns it into one SPMD
+    batch on its first call), so that every checkpoint restores into ``restore_carry``'s layout."""
+    import jax
+
+    if len(carry.envs) == len(trainer.devices):
+        return carry
+    shard = carry.envs[0]
+    envs = tuple(jax.tree.map(lambda x, i=i: x.addressable_data(i), shard) for i in range(len(trainer.devices)))
+    return carry.replace(envs=envs, key=carry.key.addressable_data(0))
+
+
+def _save(trainer, carry, settings: RunSettings, log) -> Path:
+    import jax
+
+    carry = _per_device(trainer, carry)
+    iteration = int(jax.device_get(carry.train_state.iteration))
+    meta = run_meta(trainer.lib, settings.motion_set, iteration,
+                    iteration * trainer.cfg.ppo.num_envs * trainer.cfg.ppo.unroll_length,
+                    run={**settings.extra_meta, "keep": settings.keep}, wall_s=log.wall_s())
+    path = save_run(settings.run_dir, carry, trainer.cfg, meta, keep=settings.keep)
+    log.plot()
+    return path
+
+
+def _savable(carry) -> bool:
+    """The carry still exists (not donated to an unfinished call) and its parameters are finite."""
+    import jax
+    import numpy as np
+
+    leaves = jax.tree.leaves(carry)
+    if any(getattr(x, "is_deleted", lambda: False)() for x in leaves):
+        return False
+    return all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(carry.train_state.params)))
+
+
+def train_loop(trainer, carry, settings: RunSettings, log, start: int, last_saved: Path | None = None) -> LoopResult:
+    """Runs until ``settings.iterations``; checkpoints every ``checkpoint_every`` and at the end.
+
+    Non-finite parameters or an overflowed MJX-Warp buffer stop the run without saving (the last good
+    checkpoint stays); Ctrl-C saves the current state if it is usable.
+    """
+    import jax
+
+    from mimic_jax.ppo.trainer import PhysicsBufferError, check_buffers
+    from mimic_jax.sampling import sampler_metrics
+    from mimic_jax.training_log import flatten_sampler
+
+    stats_fn = jax.jit(sampler_metrics, static_argnums=1)
+    iteration, saved_at, checkpoint = start, start, last_saved
+    try:
+        while iteration < settings.iterations:
+            t0 = time.monotonic()
+            carry, metrics = trainer.train_step(carry)
+            metrics = jax.device_get(metrics)
+            seconds = time.monotonic() - t0
+            iteration += trainer.cfg.iterations_per_call
+            stats = jax.device_get(stats_fn(trainer.sampler(carry), trainer.cfg.sampler))
+            log.log(iteration, metrics, flatten_sampler(stats, trainer.lib.names), seconds)
+            try:
+                check_buffers(metrics, trainer.cfg.env)
+                if not bool(metrics["params_finite"]):
+                    raise FloatingPointError(f"parameters became NaN/inf at iteration {iteration}")
+            except (PhysicsBufferError, FloatingPointError) as exc:
+                log.plot()
+                return LoopResult(carry, iteration, EXIT_FAILED, checkpoint, str(exc))
+            if iteration - saved_at >= settings.checkpoint_every or iteration >= settings.iterations:
+                checkpoint, saved_at = _save(trainer, carry, settings, log), iteration
+    except KeyboardInterrupt:
+        if _savable(carry):
+            checkpoint = _save(trainer, carry, settings, log)
+            iteration = int(Path(checkpoint).name)
+        return LoopResult(carry, iteration, EXIT_INTERRUPTED, checkpoint)
+    return LoopResult(carry, iteration, EXIT_OK, checkpoint)
+
+
+def _wandb(enabled: bool, cfg, settings: RunSettings):
+    if not enabled:
+        return None
+    try:
+        import wandb
+    except ImportError:
+        raise UsageError("--wandb needs the wandb package (pip install wandb)") from None
+    return wandb.init(project="mimic_jax", name=settings.run_dir.name, id=settings.run_dir.name, resume="allow",
+                      dir=str(settings.run_dir), config=config_to_dict(cfg))
+
+
+def _setup(args):
+    """Plans the run, loads the motions, builds the trainer and its state (fresh or restored)."""
+    import jax
+
+    from mimic_jax.motion.library import build_library
+    from mimic_jax.motion.sets import load_motion_set
+    from mimic_jax.ppo.trainer import Trainer
+
+    cfg, settings, spec, stored = plan_run(args)
+    wandb_run = _wandb(args.wandb, cfg, settings)
+    clips = load_motion_set(spec, progress=True)
+    lib = build_library([c for _, c, _ in clips], [name for name, _, _ in clips])
+    if stored is not None:
+        check_compatible(stored, lib)  # before building the trainer: a wrong set fails in seconds
+    trainer = Trainer(cfg, lib, clip_weights=[w for _, _, w in clips])
+    if (trainer.envs_per_device * cfg.ppo.unroll_length) % cfg.ppo.num_minibatches:
+        raise UsageError(f"{trainer.envs_per_device} envs x {cfg.ppo.unroll_length} steps per device do not split "
+                         f"into {cfg.ppo.num_minibatches} minibatches")
+    if stored is not None:
+        carry, meta = restore_carry(stored["checkpoint"], trainer)
+        start, wall = int(meta["iteration"]), float(meta.get("wall_s", 0.0))
+    else:
+        carry, start, wall = trainer.init(), 0, 0.0
+    jax.block_until_ready(carry)  # donating buffers that are still being written can hang the CPU runtime
+    return trainer, carry, settings, stored, (start, wall, wandb_run)
+
+
+def _report(result: LoopResult, settings: RunSettings, log) -> int:
+    resume = f"python -m mimic_jax.train --resume {settings.run_dir}"
+    if result.status == EXIT_FAILED:
+        kept = (f"last good checkpoint: {result.checkpoint}" if result.checkpoint else "no checkpoint was saved")
+        print(f"error: {result.message}; stopped without saving that state ({kept})", file=sys.stderr)
+    elif result.status == EXIT_INTERRUPTED:
+        where = f"saved {result.checkpoint}" if result.checkpoint else "nothing new saved"
+        print(f"interrupted at iteration {result.iteration}: {where}; continue with: {resume}", file=sys.stderr)
+    else:
+        log.write(f"done: {result.iteration} iterations ({log.wall_s():.0f} s of training in all); "
+                  f"run directory {settings.run_dir}")
+    return result.status
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit code (0 done, 1 NaN parameters or Warp overflow, 2 user error, 130 Ctrl-C)."""
+    from mimic_jax.training_log import TrainingLog
+
+    try:
+        args = build_parser().parse_args(argv)
+        trainer, carry, settings, stored, (start, wall, wandb_run) = _setup(args)
+    except (ValueError, CheckpointError) as exc:  # MotionSetError, CheckpointError, SettingError, UsageError
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted before training started; nothing saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    cfg = trainer.cfg
+    log = TrainingLog(settings.run_dir, start_iteration=start, total_iterations=settings.iterations,
+                      env_steps_per_iteration=cfg.ppo.num_envs * cfg.ppo.unroll_length, wall_offset=wall,
+                      wandb_run=wandb_run)
+    preset = settings.extra_meta["preset"]
+    if preset in PRESETS:
+        log.write(f"preset {preset}: {PRESETS[preset].summary}")
+    log.write(f"{'resuming' if stored else 'starting'} {settings.run_dir}: {cfg.ppo.num_envs} envs x "
+              f"{cfg.ppo.unroll_length} steps, MLPs {cfg.ppo.hidden_sizes}, impl {cfg.env.impl} on "
+              f"{len(trainer.devices)} {trainer.devices[0].platform} device(s), {trainer.lib.num_motions} clips, "
+              f"iterations {start} -> {settings.iterations}; the first call compiles (1-3 min on a CPU)")
+    try:
+        result = train_loop(trainer, carry, settings, log, start, Path(stored["checkpoint"]) if stored else None)
+    finally:
+        log.close()
+    return _report(result, settings, log)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Checkpoints: config JSON round trip, exact resume, refusals, NaN handling, Ctrl-C (one tiny trainer)."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mimic_jax import checkpoint as ckpt
+from mimic_jax.assets import g1
+from mimic_jax.motion.clip import make_clip
+from mimic_jax.motion.library import build_library
+from mimic_jax.ppo.trainer import Trainer, TrainConfig
+from mimic_jax.presets import DEMO, apply_settings
+from mimic_jax.train import EXIT_FAILED, EXIT_INTERRUPTED, RunSettings, train_loop
+from mimic_jax.training_log import TrainingLog
+
+TINY = ["ppo.num_envs=8", "ppo.unroll_length=8", "ppo.hidden_sizes=32,32", "ppo.num_epochs=2",
+        "ppo.num_minibatches=2"]
+
+
+def standing_clip(seconds=4.0, lift=0.0):
+    n = int(seconds * 50)
+    root_pos = np.tile([0.0, 0.0, 0.76 + lift], (n, 1))
+    root_quat = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
+    return make_clip(root_pos, root_quat, np.tile(g1.joint_table().default_pos, (n, 1)))
+
+
+def tiny_config() -> TrainConfig:
+    """The demo preset shrunk: the same program as ``train.py --preset demo`` with these overrides."""
+    return apply_settings(DEMO.train, TINY)
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return Trainer(tiny_config(), build_library([standing_clip()], ["stand"]), clip_weights=[1.0])
+
+
+@pytest.fixture(scope="module")
+def started(trainer):
+    """(carry after 2 iterations, host copy of it) -- the first compile of the test module."""
+    carry = jax.block_until_ready(trainer.init())
+    for _ in range(2):
+        carry, _ = trainer.train_step(carry)
+    return carry, jax.device_get(carry)
+
+
+def meta_for(trainer, iteration):
+    steps = iteration * trainer.cfg.ppo.num_envs * trainer.cfg.ppo.unroll_length
+    return ckpt.run_meta(trainer.lib, "stand.npz", iteration, steps, run={"preset": "demo"})
+
+
+def host(tree):
+    return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def assert_trees_equal(a, b):
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_config_json_round_trip():
+    cfg = apply_settings(TrainConfig(), ["ppo.value_hidden_sizes=64,32", "sampler.credit=start",
+                                         "env.randomization.foot_friction=0.4,1.1", "env.impl=jax"])
+    text = json.dumps(ckpt.config_to_dict(cfg))
+    assert ckpt.config_from_dict(json.loads(text)) == cfg
+    with pytest.raises(ckpt.CheckpointError, match="unknown keys"):
+        ckpt.config_from_dict({"ppo": {"num_env": 3}})
+    with pytest.raises(ckpt.CheckpointError, match="ppo.num_envs: expected int"):
+        ckpt.config_from_dict({"ppo": {"num_envs": "8"}})
+
+
+@pytest.mark.slow
+def test_round_trip_and_exact_resume(trainer, started, tmp_path):
+    carry, saved_host = jax.tree.map(jnp.copy, started[0]), started[1]
+    path = ckpt.save_run(tmp_path, carry, trainer.cfg, meta_for(trainer, 2), keep=2)
+    assert path == tmp_path.resolve() / "checkpoints" / "2"
+    for _ in range(2):
+        carry, metrics = trainer.train_step(carry)
+    straight = host((carry.train_state, metrics))
+    compiled = trainer._fused._cache_size()
+
+    restored, meta = ckpt.restore_carry(tmp_path, trainer)
+    assert meta["iteration"] == 2 and meta["motion_names"] == ["stand"]
+    assert meta["config"] == json.loads(json.dumps(ckpt.config_to_dict(trainer.cfg)))
+    assert_trees_equal(host(restored), saved_host)
+    for _ in range(2):
+        restored, metrics = trainer.train_step(restored)
+    assert_trees_equal(host((restored.train_state, metrics)), straight)
+    assert trainer._fused._cache_size() == compiled == 1  # neither init nor restore recompiles the step
+
+    run = ckpt.load_run(path)
+    assert (run.iteration, run.motion_names, run.motion_set, run.run_dir) == (2, ("stand",), "stand.npz",
+                                                                              tmp_path.resolve())
+    assert run.config == trainer.cfg and run.fingerprint == meta["fingerprint"]
+    assert_trees_equal(host(run.params), saved_host.train_state.params)
+    assert_trees_equal(host(run.normalizer.mean), saved_host.train_state.normalizer.mean)
+
+
+@pytest.mark.slow
+def test_keeps_last_k(trainer, started, tmp_path):
+    for it in (1, 2, 3):
+        ckpt.save_run(tmp_path, started[0], trainer.cfg, meta_for(trainer, it), keep=2)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "3"]
+    assert ckpt.load_run(tmp_path).iteration == 3
+    assert ckpt.read_meta(tmp_path, step=2)["iteration"] == 2
+
+
+@pytest.mark.slow
+def test_refuses_other_motion_set_model_or_layout(trainer, started, tmp_path, monkeypatch):
+    ckpt.save_run(tmp_path, started[0], trainer.cfg, meta_for(trainer, 2))
+    meta = ckpt.read_meta(tmp_path)
+    other = build_library([standing_clip(lift=0.02)], ["stand"])
+    with pytest.raises(ckpt.CheckpointError, match="same clip names but other data"):
+        ckpt.check_compatible(meta, other)
+    with pytest.raises(ckpt.CheckpointError, match=r"checkpoint: \['stand'\], only in this run: \['walk'\]"):
+        ckpt.check_compatible(meta, build_library([standing_clip()], ["walk"]))
+    with pytest.raises(ckpt.CheckpointError, match="another robot model"):
+        ckpt.check_compatible({**meta, "model_hash": "0" * 64}, trainer.lib)
+    bigger = dataclasses.replace(trainer.cfg, ppo=dataclasses.replace(trainer.cfg.ppo, num_envs=16))
+    with pytest.raises(ckpt.CheckpointError, match="config differs: ppo.num_envs 8 vs 16"):
+        ckpt.check_compatible(meta, trainer.lib, bigger, "another-layout")
+    monkeypatch.setattr(trainer, "lib", other)
+    with pytest.raises(ckpt.CheckpointError, match="fingerprint") as err:
+        ckpt.restore_carry(tmp_path, trainer)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ckpt.CheckpointError, match="no such directory"):
+        ckpt.load_run(tmp_path / "missing")
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint found"):
+        ckpt.load_run(tmp_path / "checkpoints" / "2" / "meta")
+
+
+def _settings(tmp_path, iterations, every=100):
+    return RunSettings(run_dir=tmp_path, iterations=iterations, checkpoint_every=every, keep=3,
+                       motion_set="stand.npz", extra_meta={"preset": "demo"})
+
+
+def _log(tmp_path, start, total, trainer):
+    return TrainingLog(tmp_path, start_iteration=start, total_iterations=total,
+                       env_steps_per_iteration=trainer.cfg.ppo.num_envs * trainer.cfg.ppo.unroll_length)
+
+
+@pytest.mark.slow
+def test_nan_parameters_stop_without_saving(trainer, started, tmp_path):
+    good = ckpt.save_run(tmp_path, started[0], trainer.cfg, meta_for(trainer, 2))
+    carry = jax.tree.map(jnp.copy, started[0])
+    params = jax.tree.map(lambda x: x * jnp.nan, carry.train_state.params)
+    carry = carry.replace(train_state=carry.train_state.replace(params=params))
+    log = _log(tmp_path, 2, 4, trainer)
+    result = train_loop(trainer, carry, _settings(tmp_path, 4, every=1), log, start=2, last_saved=good)
+    log.close()
+    assert result.status == EXIT_FAILED and result.checkpoint == good and result.iteration == 3
+    assert result.message == "parameters became NaN/inf at iteration 3"
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["2"]
+    assert (tmp_path / "learning_curve.png").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_stops(trainer, started, tmp_path, monkeypatch):
+    calls = []
+    step = trainer.train_step
+
+    def interrupted_step(carry):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return step(carry)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted_step)
+    log = _log(tmp_path, 2, 10, trainer)
+    result = train_loop(trainer, jax.tree.map(jnp.copy, started[0]), _settings(tmp_path, 10), log, start=2)
+    log.close()
+    assert result.status == EXIT_INTERRUPTED and result.iteration == 3
+    assert result.checkpoint == tmp_path.resolve() / "checkpoints" / "3"
+    assert ckpt.load_run(tmp_path).iteration == 3
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [3] and records[0]["env_steps"] == 3 * 64
+    assert "sampler/stand/failure_rate" in records[0] and "wall_s" in records[0]
