@@ -116,10 +116,7 @@ class Trainer:
     def _iteration(self, carry: TrainCarry, model, lib, axis_name=None):
         ts, bs = carry.train_state, carry.envs[0]
         key, k_update = jax.random.split(carry.key)
-        bs, out, stats = rollout(self.nets, self.benv, self.cfg.ppo.unroll_length, ts.params, ts.normalizer, model,
-                                 self.in_axes, lib, bs)
-        counts = jax.tree.map(lambda x: jnp.sum(x, axis=0), stats.counts)
-        stats = stats._replace(counts=())
+        bs, out, stats, counts = self._rollout_fn(ts.params, ts.normalizer, model, bs, lib)
         if axis_name is not None:
             counts, stats = jax.lax.psum((counts, stats), axis_name)
         sampler = sampling.apply_counts(bs.sampler, self.cfg.sampler, *counts,
