@@ -27,11 +27,16 @@ def standing_library(frames=400):
     return build_library([make_clip(root, quat, joints)], ["stand"])
 
 
+def settings():
+    env = EnvConfig(feet_only_collisions=True, randomization=RandomizationConfig(enabled=False, push=False))
+    ppo = PPOConfig(num_envs=8, unroll_length=4, num_epochs=2, num_minibatches=1, hidden_sizes=(32, 32))
+    return env, ppo
+
+
 def main():
     assert len(jax.devices()) == 2, jax.devices()
     lib = standing_library()
-    env = EnvConfig(feet_only_collisions=True, randomization=RandomizationConfig(enabled=False, push=False))
-    ppo = PPOConfig(num_envs=8, unroll_length=4, num_epochs=2, num_minibatches=1, hidden_sizes=(32, 32))
+    env, ppo = settings()
     two = Trainer(TrainConfig(env=env, ppo=ppo, num_devices=2), lib)
     one = Trainer(TrainConfig(env=env, ppo=ppo, num_devices=1), lib)
     carry2 = two.init()
@@ -52,6 +57,9 @@ def main():
     p3 = jax.device_get(fused.local_train_state(out3).params)
     diff = lambda a, b: max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
     scale = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(p1))
+    if len(sys.argv) > 1:  # the two-device parameters, for the two-process comparison
+        np.savez(sys.argv[1], loss=float(m2["total_loss"]), reward=float(m2["rollout/reward_per_step"]),
+                 **{f"leaf_{i:03d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(p2))})
     print(json.dumps({"split_vs_one": diff(p1, p2), "fused_vs_one": diff(p1, p3), "param_scale": scale,
                       "loss_one": float(m1["total_loss"]), "loss_split": float(m2["total_loss"]),
                       "loss_fused": float(m3["total_loss"]),

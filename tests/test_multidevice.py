@@ -6,14 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
 @pytest.mark.slow
-def test_one_vs_two_devices_same_update():
+def test_one_vs_two_devices_same_update(tmp_path):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu")
     script = Path(__file__).with_name("multidevice_check.py")
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=1500)
+    two_devices = tmp_path / "two_devices.npz"
+    out = subprocess.run([sys.executable, str(script), str(two_devices)], env=env, capture_output=True, text=True,
+                         timeout=1500)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # Per-device rollouts + SPMD update, and the fused SPMD program, against one device (float32 sums
@@ -23,3 +26,17 @@ def test_one_vs_two_devices_same_update():
     assert result["fused_vs_one"] < tol, result
     assert abs(result["loss_split"] - result["loss_one"]) < 1e-4, result
     assert result["reward_split"] == pytest.approx(result["reward_one"], abs=1e-6), result
+
+    # The same two-device training split over two processes (one CPU device each, jax.distributed + gloo):
+    # the learner is one SPMD program over both processes, so the update must match the one-process run.
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu")
+    two_processes = tmp_path / "two_processes.npz"
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("multiprocess_check.py")), str(two_processes)],
+                         env=env, capture_output=True, text=True, timeout=1500, cwd=Path(__file__).parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    a, b = np.load(two_devices), np.load(two_processes)
+    leaves = [k for k in a.files if k.startswith("leaf_")]
+    assert leaves and sorted(leaves) == sorted(k for k in b.files if k.startswith("leaf_"))
+    assert max(float(np.max(np.abs(a[k] - b[k]))) for k in leaves) < tol, "two processes != two devices"
+    assert float(a["reward"]) == pytest.approx(float(b["reward"]), abs=1e-6)
+    assert float(a["loss"]) == pytest.approx(float(b["loss"]), abs=1e-4)

@@ -73,6 +73,9 @@ class RandomizationConfig:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EnvConfig:
     impl: str = "jax"  # "jax" (CPU) or "warp" (GPU): the one switch
+    # MJX-Warp's CUDA-graph mode: "warp" (MJX's default on GPU: Warp captures and replays a graph from a Python
+    # callback at every physics call) or "jax" (XLA captures the call). See docs/benchmarks.md.
+    warp_graph_mode: str = "warp"
     physics_dt: float = 0.005
     decimation: int = 4  # control at 50 Hz
     episode_seconds: float = 10.0  # time limit: a truncation

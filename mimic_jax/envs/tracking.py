@@ -80,7 +80,11 @@ class TrackingEnv:
         self.num_motions = int(num_motions)
         self.mj_model = model if model is not None else g1.load_model(feet_only=cfg.feet_only_collisions)
         self.mj_model.opt.timestep = cfg.physics_dt
-        self.mx = _quiet(mjx.put_model(self.mj_model, impl=cfg.impl))
+        # This process's first device: with several processes (jax.distributed), jax.devices()[0], MJX's
+        # default, can belong to another process.
+        self.device = jax.local_devices()[0]
+        extra = {"graph_mode": _graph_mode(cfg.warp_graph_mode)} if cfg.impl == "warp" else {}
+        self.mx = _quiet(mjx.put_model(self.mj_model, impl=cfg.impl, device=self.device, **extra))
         table = g1.joint_table()
         self.action_scale = jnp.asarray(table.action_scale, jnp.float32)
         self.default_pos = jnp.asarray(table.default_pos, jnp.float32)
@@ -98,8 +102,8 @@ class TrackingEnv:
         """One env's data (vmapped by the caller); Warp buffers are sized for the whole batch."""
         if self.cfg.impl == "warp":
             return mjx.make_data(self.mj_model, impl="warp", naconmax=self.cfg.contacts_per_env * num_envs,
-                                 njmax=self.cfg.constraints_per_env)
-        return mjx.make_data(self.mx)
+                                 njmax=self.cfg.constraints_per_env, device=self.device)
+        return mjx.make_data(self.mx, device=self.device)
 
     # -- reset ------------------------------------------------------------------------------------------
     def _reset_pose(self, ref: RefFrame, key):
@@ -180,3 +184,12 @@ class TrackingEnv:
         new_state = state.replace(data=data, frame=frame, step=state.step + 1, last_action=action,
                                   push_timer=push_timer, rng=k_next, obs=obs)
         return new_state, info
+
+
+def _graph_mode(name: str):
+    from mujoco.mjx.warp import types as warp_types
+
+    modes = {"warp": "WARP", "jax": "JAX", "none": "NONE"}
+    if name not in modes:
+        raise ValueError(f"env.warp_graph_mode must be one of {sorted(modes)}, not {name!r}")
+    return getattr(warp_types.GraphMode, modes[name])

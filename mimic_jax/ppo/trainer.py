@@ -4,14 +4,15 @@ One device: a single jitted program scans ``iterations_per_call`` iterations of 
 PPO update). Several devices: each device steps its own share of the environments in its own jitted
 rollout program (dispatched asynchronously; MJX-Warp 3.17 crashed inside pmap/shard_map), then one SPMD
 update program (``shard_map``: parameters replicated, batch sharded, gradients averaged, normalizer and
-sampler counts summed). ``fuse_devices=True`` runs rollout and update in one SPMD program instead, for a
-future MJX that supports it (and for the JAX backend today).
+sampler counts summed, sampler updated). The devices may belong to one process or to several
+(``jax.distributed``, one process per GPU: see ``mimic_jax.distributed``); each process steps only its own
+devices' environments. ``fuse_devices=True`` runs rollout and update in one SPMD program instead, for a
+future MJX that supports it (and for the JAX backend today; one process only).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -60,17 +61,19 @@ class _Shard(NamedTuple):
     lib: MotionLibrary
 
 
-def _tree_sum(trees):
-    return jax.tree.map(lambda *xs: functools.reduce(jnp.add, xs), *trees)
-
-
 class Trainer:
     """Owns the static pieces (env, networks, per-device models); state lives in ``TrainCarry``."""
 
     def __init__(self, cfg: TrainConfig, lib: MotionLibrary, clip_weights=None, devices=None):
         self.cfg = cfg
-        devices = devices or jax.local_devices()
+        devices = devices or (jax.devices() if jax.process_count() > 1 else jax.local_devices())
         self.devices = devices[: cfg.num_devices or len(devices)]
+        # The devices this process drives (all of them unless several processes share the mesh).
+        self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
+        if not self.local_devices:
+            raise ValueError(f"process {jax.process_index()} owns none of the {len(self.devices)} devices")
+        if cfg.fuse_devices and len(self.local_devices) < len(self.devices):
+            raise ValueError("fuse_devices needs all devices in one process")
         n_dev = len(self.devices)
         if cfg.ppo.num_envs % n_dev:
             raise ValueError(f"num_envs {cfg.ppo.num_envs} is not divisible by {n_dev} devices")
@@ -83,8 +86,9 @@ class Trainer:
         self.clip_weights = None if clip_weights is None else np.asarray(clip_weights, np.float32)
         self.mesh = Mesh(np.array(self.devices), (AXIS,))
         key_model = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
-        self.shards, self.in_axes = [], None
-        for i, dev in enumerate(self.devices):
+        self.shards, self.in_axes = [], None  # one per local device; keys follow the global device index
+        self._index = [self.devices.index(d) for d in self.local_devices]
+        for i, dev in zip(self._index, self.local_devices):
             model, self.in_axes = self.benv.model(jax.random.fold_in(key_model, i))
             self.shards.append(_Shard(dev, jax.device_put(model, dev), jax.device_put(lib, dev)))
         self._rollout = jax.jit(self._rollout_fn, donate_argnums=(3,))
@@ -104,13 +108,20 @@ class Trainer:
                                         self.clip_weights)
         init = jax.jit(lambda m, lib, s, k: self.benv.init(m, self.in_axes, lib, s, k))
         envs = tuple(init(sh.model, sh.lib, jax.device_put(sampler, sh.device), jax.random.fold_in(k_env, i))
-                     for i, sh in enumerate(self.shards))
+                     for i, sh in zip(self._index, self.shards))
+        envs = jax.tree.map(lambda x: _fresh_leaf(x, self.local_devices[0]), envs)
+        train_state = jax.tree.map(lambda x: _fresh_leaf(x, self.local_devices[0]), train_state)
         if len(self.devices) > 1:
-            train_state = jax.device_put(train_state, NamedSharding(self.mesh, P()))
-        carry = TrainCarry(train_state=train_state, envs=envs, key=k_next)
+            train_state = self._replicate(train_state)
         # Donated buffers must be distinct: initial states can alias (e.g. zeros shared by two fields). Leaves
         # must also look like train_step's outputs (strong types, committed), or its second call recompiles.
-        return jax.tree.map(lambda x: _fresh_leaf(x, self.devices[0]), carry)
+        return TrainCarry(train_state=train_state, envs=envs, key=_fresh_leaf(k_next, self.local_devices[0]))
+
+    def _replicate(self, tree):
+        """Same value on every device of the mesh (each process supplies its own devices' copies)."""
+        sharding = NamedSharding(self.mesh, P())
+        return jax.tree.map(lambda x: jax.make_array_from_single_device_arrays(
+            x.shape, sharding, [jax.device_put(x, d) for d in self.local_devices]), tree)
 
     # -- one device: everything fused -------------------------------------------------------------------
     def _iteration(self, carry: TrainCarry, model, lib, axis_name=None):
@@ -140,20 +151,28 @@ class Trainer:
         return bs, out, stats._replace(counts=()), counts
 
     def _make_spmd_update(self):
-        def update(ts, out, key):
-            return sgd_update(self.nets, ts, out, key, self.cfg.ppo, axis_name=AXIS)
+        def update(ts, out, counts, stats, sampler, key):
+            # counts/stats arrive with a leading device axis of length 1 per shard: sum over all devices.
+            counts, stats = jax.lax.psum(jax.tree.map(lambda x: x[0], (counts, stats)), AXIS)
+            sampler = sampling.apply_counts(sampler, self.cfg.sampler, *counts,
+                                            num_steps=self.cfg.ppo.unroll_length)
+            ts, metrics = sgd_update(self.nets, ts, out, key, self.cfg.ppo, axis_name=AXIS)
+            metrics.update(rollout_metrics(stats, self.cfg.ppo.num_envs))
+            metrics["params_finite"] = _all_finite(ts.params)
+            return ts, sampler, metrics
 
         batch_spec = P(None, AXIS)
         out_spec = jax.tree.map(lambda _: batch_spec, _rollout_structure())
         out_spec = out_spec._replace(bootstrap_value=P(AXIS))
-        fn = _shard_map(update, mesh=self.mesh, in_specs=(P(), out_spec, P()), out_specs=(P(), P()))
+        fn = _shard_map(update, mesh=self.mesh, in_specs=(P(), out_spec, P(AXIS), P(AXIS), P(), P()),
+                        out_specs=(P(), P(), P()))
         return jax.jit(fn, donate_argnums=(0,))
 
     def _global(self, per_device, axis: int):
-        """Per-device arrays -> one array sharded over the devices along ``axis``."""
+        """This process's per-device arrays -> one array over all devices, sharded along ``axis``."""
         def join(*xs):
             shape = list(xs[0].shape)
-            shape[axis] *= len(xs)
+            shape[axis] *= len(self.devices)
             spec = [None] * len(shape)
             spec[axis] = AXIS
             return jax.make_array_from_single_device_arrays(tuple(shape), NamedSharding(self.mesh, P(*spec)),
@@ -168,19 +187,23 @@ class Trainer:
             local = jax.tree.map(lambda x: _on_device(x, sh.device), (ts.params, ts.normalizer))
             results.append(self._rollout(*local, sh.model, carry.envs[i], sh.lib))
         envs, outs, stats, counts = zip(*results)
-        first = self.devices[0]
-        counts = _tree_sum([jax.device_put(c, first) for c in counts])
-        stats = _tree_sum([jax.device_put(s, first) for s in stats])
-        sampler = sampling.apply_counts(jax.device_put(envs[0].sampler, first), self.cfg.sampler, *counts,
-                                        num_steps=self.cfg.ppo.unroll_length)
-        envs = tuple(e.replace(sampler=jax.device_put(sampler, sh.device)) for e, sh in zip(envs, self.shards))
         out = self._global([o._replace(bootstrap_value=None) for o in outs], axis=1)
         out = out._replace(bootstrap_value=self._global([o.bootstrap_value for o in outs], axis=0))
-        ts, metrics = self._update(ts, out, jax.device_put(k_update, NamedSharding(self.mesh, P())))
-        metrics = dict(metrics)
-        metrics.update(rollout_metrics(stats, self.cfg.ppo.num_envs))
-        metrics["params_finite"] = _all_finite(ts.params)
+        stacked = lambda tree: jax.tree.map(lambda x: x[None], tree)  # noqa: E731
+        counts = self._global([stacked(c) for c in counts], axis=0)
+        stats = self._global([stacked(s) for s in stats], axis=0)
+        sampler = self._global_replicated([e.sampler for e in envs])
+        ts, sampler, metrics = self._update(ts, out, counts, stats, sampler, self._replicate(k_update))
+        envs = tuple(e.replace(sampler=jax.tree.map(lambda x, d=sh.device: _on_device(x, d), sampler))
+                     for e, sh in zip(envs, self.shards))
+        metrics = jax.tree.map(lambda x: _on_device(x, self.local_devices[0]), metrics)
         return TrainCarry(train_state=ts, envs=envs, key=key), metrics
+
+    def _global_replicated(self, per_device):
+        """This process's per-device copies of one value -> one replicated array over all devices."""
+        sharding = NamedSharding(self.mesh, P())
+        return jax.tree.map(lambda *xs: jax.make_array_from_single_device_arrays(xs[0].shape, sharding, list(xs)),
+                            *per_device)
 
     # -- several devices, one SPMD program (JAX backend today; MJX-Warp 3.17 crashes in it) --------------
     def _carry_specs(self):
@@ -237,7 +260,7 @@ class Trainer:
         """The learner state on the first device (parameters are replicated)."""
         if len(self.devices) == 1:
             return carry.train_state
-        return jax.tree.map(lambda x: _on_device(x, self.devices[0]), carry.train_state)
+        return jax.tree.map(lambda x: _on_device(x, self.local_devices[0]), carry.train_state)
 
 
 class PhysicsBufferError(RuntimeError):
