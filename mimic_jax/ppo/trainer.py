@@ -119,9 +119,7 @@ class Trainer:
 
     def _replicate(self, tree):
         """Same value on every device of the mesh (each process supplies its own devices' copies)."""
-        sharding = NamedSharding(self.mesh, P())
-        return jax.tree.map(lambda x: jax.make_array_from_single_device_arrays(
-            x.shape, sharding, [jax.device_put(x, d) for d in self.local_devices]), tree)
+        return self._global_replicated([jax.device_put(tree, d) for d in self.local_devices])
 
     # -- one device: everything fused -------------------------------------------------------------------
     def _iteration(self, carry: TrainCarry, model, lib, axis_name=None):
