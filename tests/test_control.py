@@ -15,10 +15,12 @@ import pytest
 
 from mimic_jax import states as st
 from mimic_jax.assets import g1
+from mimic_jax.control import bench as B
 from mimic_jax.control import costs as C
 from mimic_jax.control import guidance as G
 from mimic_jax.control import keyframes as kf
 from mimic_jax.control import metrics as M
+from mimic_jax.control import play as PL
 from mimic_jax.control import protocols as P
 from mimic_jax.control import scenes as S
 
@@ -495,3 +497,129 @@ def test_inpaint_plan_moves_its_window_with_the_step(lib):
     assert int(G.step_costs(one, 48).terms["keyframe"].params.now) == 48
     no_clamp = G.plan("inpaint", eps, _starts(), G.GuidanceConfig(inpaint_clamp=False))
     assert G.step_clamp(G.row(no_clamp, 0), 48, frame, H) is None
+
+
+# -- bench, play and the CLI (numpy only: a kinematic stand-in plays the episodes) ----------------------------------
+def _kinematic(batch, weight: float):
+    """A stand-in simulator: unguided it stands still; guided it follows the joystick command exactly, or walks
+    straight to the goal at 0.5 m/s and stops there."""
+    n, steps = batch.start.origin.shape[0], batch.steps
+    pos, heading = np.zeros((steps + 1, n, 3)), np.zeros((steps + 1, n))
+    pos[..., 2] = 0.8
+    lin, ang = np.zeros_like(pos), np.zeros_like(pos)
+    goal = np.asarray(batch.plan.costs.terms["waypoint"].params.position) if batch.task == "waypoint" else None
+    for t in range(steps):
+        if weight > 0 and batch.task == "joystick":
+            vx, vy, wz = batch.episodes.commands[:, t].T
+            c, s = np.cos(heading[t]), np.sin(heading[t])
+            lin[t + 1, :, 0], lin[t + 1, :, 1], ang[t + 1, :, 2] = c * vx - s * vy, s * vx + c * vy, wz
+            heading[t + 1] = heading[t] + wz * DT
+        elif weight > 0:
+            to_goal = goal - pos[t, :, :2]
+            dist = np.linalg.norm(to_goal, axis=-1, keepdims=True)
+            lin[t + 1, :, :2] = np.where(dist > 0.05, 0.5 * to_goal / np.maximum(dist, 1e-9), 0.0)
+            heading[t + 1] = heading[t]
+        pos[t + 1] = pos[t] + lin[t + 1] * DT
+    quat = np.stack([np.cos(heading / 2), 0 * heading, 0 * heading, np.sin(heading / 2)], -1)
+    return B.Recorded(world=_track(pos, quat, lin, ang), valid=np.ones((steps + 1, n), bool))
+
+
+def test_bench_reports_baseline_and_sweep(tmp_path):
+    cfg = B.BenchConfig(episodes=4, weight_multiples=(1.0,), waypoint=P.WaypointProtocol(seconds=18.0))
+    start = st.Frame(origin=np.zeros((4, 3)), yaw=np.tile([1.0, 0, 0, 0], (4, 1)))
+    report = B.run(["waypoint", "joystick/fixed"], _kinematic, cfg, start)
+    way = report["waypoint"]["rows"]
+    assert [r["weight"] for r in way] == [0.0, 0.2]
+    assert way[0]["figures"]["success"]["value"] == 0.0 and way[1]["figures"]["success"]["value"] == 1.0
+    assert way[1]["figures"]["success"]["low"] == pytest.approx(4 / (4 + M.Z95**2))  # Wilson, 4 of 4
+    assert way[1]["figures"]["time_s"]["value"] <= 18.0 and way[1]["figures"]["falls"]["value"] == 0.0
+    joy = report["joystick/fixed"]["rows"]
+    assert joy[1]["figures"]["velocity_error_pct"]["value"] == pytest.approx(0.0, abs=1e-3)
+    assert joy[1]["figures"]["success"]["value"] == 1.0
+    assert joy[0]["figures"]["velocity_error_pct"]["value"] == pytest.approx(100.0, rel=1e-6)  # stood still
+    table = B.format_table(report)
+    assert "(unguided)" in table and "anchor success: published BeyondMimic 80%" in table
+    path = B.write_json({"tasks": report}, tmp_path / "bench.json")
+    assert json.loads(path.read_text())["tasks"]["waypoint"]["protocol"]["distance"] == [3.0, 8.0]
+    assert [p.name for p in B.plot(report, tmp_path / "plots")] == ["waypoint.png", "joystick_fixed.png"]
+
+
+def test_command_files_and_keyboard(tmp_path):
+    path = tmp_path / "walk.yaml"
+    path.write_text("- {seconds: 0.1, vx: 0.6}\n- {seconds: 0.04, yaw_rate: -0.8}\n")
+    cmds = PL.load_commands(path)
+    assert cmds.shape == (7, 3)
+    np.testing.assert_allclose(cmds[4], [0.6, 0, 0])
+    np.testing.assert_allclose(cmds[6], [0, 0, -0.8])
+    for text, message in (("- {seconds: 1, speed: 2}\n", "only vx, vy, yaw_rate"), ("[]\n", "non-empty list"),
+                          ("- {seconds: 0}\n", "at least one control step"), ("- {seconds: 1, vx: .nan}\n",
+                                                                              "not a finite number")):
+        path.write_text(text)
+        with pytest.raises(PL.CommandError, match=message):
+            PL.load_commands(path)
+    cmd = np.zeros(3)
+    for key in ("up", "up", "left", "comma"):
+        cmd = PL.apply_key(cmd, PL.GLFW[key])
+    np.testing.assert_allclose(cmd, [0.2, 0.1, 0.2], atol=1e-6)
+    for _ in range(20):
+        cmd = PL.apply_key(cmd, PL.GLFW["down"])
+    assert cmd[0] == pytest.approx(-0.6)  # clamped
+    np.testing.assert_array_equal(PL.apply_key(cmd, 65), cmd)  # other keys: no change
+    np.testing.assert_array_equal(PL.apply_key(cmd, PL.GLFW["backspace"]), np.zeros(3))
+
+
+def _card(tmp_path, name, **card):
+    model = tmp_path / name
+    model.mkdir()
+    (model / "card.json").write_text(json.dumps(card))
+    return model
+
+
+def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from mimic_jax.control.__main__ import main
+
+    scene = tmp_path / "scene.json"
+    scene.write_text(json.dumps({"goal": [3.0, 0.0], "cylinders": [{"center": [3.0, 0.1], "radius": 0.3}]}))
+    model = _card(tmp_path, "joint", layout="joint_pos", state_size=67)
+    cases = {
+        ("play", "--task", "dance", "--preview", "--video", "a.mp4"): "unknown task 'dance'",
+        ("bench", "--task", "all", "--model", str(tmp_path / "none")): "no such model directory",
+        ("play", "--task", "obstacles", "--preview", "--scene", str(scene), "--video", "a.mp4"):
+            "the goal (3.00, 0.00) is inside cylinder 0",
+        ("bench", "--task", "joystick", "--model", str(model), "--layout", "body_pos"):
+            "trained on the joint_pos state layout, not body_pos",
+        ("bench", "--task", "joystick", "--model", str(_card(tmp_path, "mixed", layout="body_pos", state_size=67))):
+            "the model was trained on another state layout",
+        ("bench", "--task", "waypoint", "--model", str(model), "--weights", "1,-2"): "--weights must be positive",
+        ("play", "--task", "joystick", "--model", str(model), "--keyboard"): "--keyboard needs a display",
+    }
+    for argv, message in cases.items():
+        assert main(list(argv)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, (argv, err)
+
+
+def test_preview_draws_the_scene(tmp_path):
+    """The obstacle scene drawn into MuJoCo's scene (15 pillars, goal disc and pole) and written as a PNG."""
+    from mimic_jax.control import draw
+    from mimic_jax.control.__main__ import main
+    from mimic_jax.motion.viz import RenderError, ensure_gl
+
+    try:
+        ensure_gl()
+    except RenderError as exc:
+        pytest.skip(str(exc))
+    video = PL.preview("obstacles", seconds=0.02)
+    drawer = draw._Drawer(64, 48)
+    try:
+        drawer.image(video, 0, "overview")
+        bare = drawer.renderer.scene.ngeom
+        drawer.renderer.update_scene(drawer.robot, drawer.camera, drawer.option)
+        assert bare - drawer.renderer.scene.ngeom == 15 + 2 + 1  # pillars, goal disc + pole, one path dot
+    finally:
+        drawer.close()
+    out = tmp_path / "forest.png"
+    assert main(["play", "--task", "obstacles", "--preview", "--still", str(out), "--video-size", "64x48"]) == 0
+    from PIL import Image
+
+    assert Image.open(out).size == (64, 48)
