@@ -493,7 +493,9 @@ def test_inpaint_plan_moves_its_window_with_the_step(lib):
     one = G.row(plan, 0)
     frame = st.Frame(jnp.zeros(3), _yaw(0.0))
     clamp = jax.jit(G.step_clamp, static_argnums=3)(one, 48, frame, H)  # keyframe 50 is 2 steps ahead
-    assert np.flatnonzero(np.asarray(clamp.mask).any(axis=1)).tolist() == [2]
+    assert np.flatnonzero(np.asarray(clamp.mask)).tolist() == [1]  # s_{t+2}, the second predicted state
+    whole = st.encode_step("body_pos", st.WorldStates(*(x[0] for x in one.keys.world)), frame)
+    np.testing.assert_allclose(clamp.states[1], whole, atol=1e-5)  # every dim, velocities included
     assert int(G.step_costs(one, 48).terms["keyframe"].params.now) == 48
     no_clamp = G.plan("inpaint", eps, _starts(), G.GuidanceConfig(inpaint_clamp=False))
     assert G.step_clamp(G.row(no_clamp, 0), 48, frame, H) is None
@@ -623,3 +625,18 @@ def test_preview_draws_the_scene(tmp_path):
     from PIL import Image
 
     assert Image.open(out).size == (64, 48)
+
+
+def test_model_layout_checks_both_card_forms():
+    from mimic_jax.control.model import ModelError, check_layout, layout_of
+
+    assert layout_of({"layout": "joint_pos"}) == "joint_pos"
+    stored = {"layout": {"name": "body_pos", "size": 87, "parts": [list(p) for p in st.BODY_POS.parts]}}
+    assert check_layout(stored, "body_pos") == "body_pos"
+    other = {"layout": {"name": "body_pos", "size": 87, "parts": [["root_pos", 3], ["rest", 84]]}}
+    with pytest.raises(ModelError, match="trained on another state layout"):
+        layout_of(other)
+    with pytest.raises(ModelError, match="unknown state layout 'quat_pos'"):
+        layout_of({"layout": "quat_pos"})
+    with pytest.raises(ModelError, match="no 'layout'"):
+        layout_of({})

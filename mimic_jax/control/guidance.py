@@ -112,11 +112,11 @@ def step_costs(p: TaskPlan, step) -> C.Costs:
     return p.costs
 
 
-def step_clamp(p: TaskPlan, step, frame: st.Frame, horizon: int) -> kf.Clamp | None:
+def step_clamp(p: TaskPlan, step, frame: st.Frame, horizon: int) -> kf.StepClamp | None:
     """One episode's keyframe clamp at ``step`` from replanning frame ``frame`` (None unless inpainting)."""
     if p.task != "inpaint" or not p.clamp:
         return None
-    return kf.constraint(p.keys, frame, step, horizon)
+    return kf.state_clamp(p.keys, frame, step, horizon)
 
 
 def scene_of(p: TaskPlan, i: int) -> tuple[np.ndarray | None, scenes.Obstacles | None]:

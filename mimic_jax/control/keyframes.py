@@ -6,7 +6,8 @@ control step (from the episode start) at which each is wanted, plus which state 
 root position and rotation and the local pose; velocities free). At a replan at step ``now`` from character
 frame F, the keyframes with now < step <= now + H land on predicted index j = step - now; their targets are the
 keyframe states encoded in F (``states.encode``), so they are in metres in the frame the sampler predicts in.
-:func:`constraint` gives that window as a clamp for the sampler; :func:`keyframe` is the soft cost term.
+:func:`state_clamp` gives that window as the sampler's clamp (whole states, at noise level 0), :func:`constraint`
+the same per dim of ``dims``, which the soft cost term :func:`keyframe` uses.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Keyframes:
 
 
 class Clamp(NamedTuple):
-    """The sampler-side constraint of one replan: set ``values`` where ``mask`` at noise level 0."""
+    """The keyframe targets of one replan, per dim: ``values`` where ``mask``."""
 
     mask: jax.Array  # [H+1, D] bool
     values: jax.Array  # [H+1, D] metres, replanning frame; 0 where mask is False
@@ -62,6 +63,24 @@ def constraint(kf: Keyframes, frame: st.Frame, now, horizon: int) -> Clamp:
     mask = jnp.any(hits, axis=0)[:, None] & kf.dims[None, :]
     values = jnp.einsum("kj,kd->jd", hits.astype(targets.dtype), targets)
     return Clamp(mask=mask, values=jnp.where(mask, values, 0.0))
+
+
+class StepClamp(NamedTuple):
+    """Whole future states to clamp at noise level 0 (the sampler clamps state tokens, not single dims: the
+    emphasis projection mixes dims), over the predicted steps t+1 .. t+H."""
+
+    mask: jax.Array  # [H] bool
+    states: jax.Array  # [H, D] metres, replanning frame; 0 where mask is False
+
+
+def state_clamp(kf: Keyframes, frame: st.Frame, now, horizon: int) -> StepClamp:
+    """The keyframes that fall in t+1 .. t+H as whole states (every dim, velocities included, from the
+    keyframes' world states) encoded in ``frame``."""
+    targets = st.encode(_layout(kf.dims), kf.world, frame)  # [K, D]
+    hits = (kf.step - now)[:, None] == jnp.arange(1, horizon + 1)[None, :]  # [K, H]
+    mask = jnp.any(hits, axis=0)
+    states = jnp.einsum("kj,kd->jd", hits.astype(targets.dtype), targets)
+    return StepClamp(mask=mask, states=jnp.where(mask[:, None], states, 0.0))
 
 
 @struct.dataclass
