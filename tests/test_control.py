@@ -640,3 +640,19 @@ def test_model_layout_checks_both_card_forms():
         layout_of({"layout": "quat_pos"})
     with pytest.raises(ModelError, match="no 'layout'"):
         layout_of({})
+
+
+def test_episode_video_carries_the_task(lib):
+    cfg = B.BenchConfig(joystick=P.JoystickProtocol(segment_s=0.1))
+    start = st.Frame(origin=np.zeros((2, 3)), yaw=np.tile([1.0, 0, 0, 0], (2, 1)))
+    batch = B.make_batch("joystick/fixed", cfg, start)
+    video = PL.episode_video(batch, _kinematic(batch, 1.0), 1)
+    assert video.qpos.shape == (batch.steps + 1, 36) and len(video.captions) == batch.steps + 1
+    assert video.captions[0].startswith("command: vx +0.60")
+    inpaint = B.make_batch("inpaint", cfg, start, lib)
+    rec = B.Recorded(world=st.WorldStates(*(np.repeat(np.asarray(x)[:, None], 2, axis=1) for x in _track(
+        np.zeros((inpaint.steps + 1, 1, 3))))), valid=np.ones((inpaint.steps + 1, 2), bool))
+    video = PL.episode_video(inpaint, rec, 0)
+    keys = inpaint.episodes.keyframes
+    np.testing.assert_allclose(video.ghost_qpos[49, :3], np.asarray(keys.world.body_pos_w)[0, 0, 0])  # next: 50
+    np.testing.assert_allclose(video.ghost_qpos[50, :3], np.asarray(keys.world.body_pos_w)[0, 1, 0])  # then 100

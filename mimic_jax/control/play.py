@@ -130,3 +130,34 @@ def preview(task: str, *, seed: int = 0, scene_file=None, seconds: float = 2.0) 
 def command_captions(commands: np.ndarray) -> tuple[str, ...]:
     """Per-step caption lines of joystick commands [T, 3]."""
     return tuple(f"command: vx {c[0]:+.2f} m/s  vy {c[1]:+.2f} m/s  yaw {c[2]:+.2f} rad/s" for c in commands)
+
+
+def episode_video(batch, rec, i: int, plans: np.ndarray | None = None, title: str | None = None) -> TaskVideo:
+    """Episode ``i`` of a simulated ``bench.TaskBatch`` (``rec``: its ``bench.Recorded``) as a :class:`TaskVideo`;
+    ``plans`` [T+1, H+1, 3]: the sampler's planned root positions (world) at each step, if recorded."""
+    from mimic_jax.control.draw import qpos_of
+    from mimic_jax.control.guidance import scene_of
+
+    world = take_episode(rec.world, i)
+    valid = np.asarray(rec.valid)[:, i]
+    last = max(1, int(valid.sum()))  # the simulated prefix
+    goal, obs = scene_of(batch.plan, i)
+    kicks = None if rec.kicks is None else np.concatenate([np.asarray(rec.kicks)[:, i], np.zeros((1, 3))])[:last]
+    captions: tuple[str, ...] = ()
+    if batch.task == "joystick":
+        cmds = np.asarray(batch.episodes.commands)[i]
+        captions = command_captions(np.concatenate([cmds, cmds[-1:]])[:last])
+    ghost = None
+    if batch.task == "inpaint":
+        keys = batch.episodes.keyframes
+        steps = np.asarray(keys.step)[i]
+        key_qpos = qpos_of(take_episode(keys.world, i, axis=0))
+        upcoming = np.minimum(np.searchsorted(steps, np.arange(last), side="right"), len(steps) - 1)
+        ghost = key_qpos[upcoming]
+    return TaskVideo(title=title or f"{batch.name} episode {i}", qpos=qpos_of(world)[:last], goal=goal, obstacles=obs,
+                     plans=None if plans is None else plans[:last], kicks=kicks, ghost_qpos=ghost, captions=captions)
+
+
+def take_episode(world, i: int, axis: int = 1):
+    """Episode ``i`` of batched world states (episodes on ``axis``)."""
+    return type(world)(*(np.take(np.asarray(x), i, axis=axis) for x in world))
