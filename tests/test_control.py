@@ -386,18 +386,21 @@ def test_intervals_hand_values():
 
 
 def test_falls_use_the_head_height():
-    """Env 0 stands (head at 0.8 + 0.43 m); env 1 lies on its side at step 2 (torso at 0.1 m, head beside it)."""
-    pos = np.array([[[0, 0, 0.8], [0, 0, 0.8]], [[0, 0, 0.1], [0, 0, 0.7]], [[0, 0, 0.8], [0, 0, 0.1]]])
+    """Env 0 lies on its side at step 1 (torso at 0.1 m, head beside it), env 1 at step 2; standing, the head is
+    0.43 m above the torso."""
     lying = np.array([np.cos(np.pi / 4), np.sin(np.pi / 4), 0, 0])
+    pos = np.array([[[0, 0, 0.8], [0, 0, 0.8]], [[0, 0, 0.1], [0, 0, 0.7]], [[0, 0, 0.8], [0, 0, 0.1]]])
     quat = np.broadcast_to([1.0, 0, 0, 0], (3, 2, 4)).copy()
-    quat[2, 1] = lying
+    quat[1, 0] = quat[2, 1] = lying
     world = _track(pos, quat)
-    np.testing.assert_allclose(M.head_height(world)[:, 0], [1.23, 0.53, 1.23], atol=1e-6)
-    assert M.head_height(world)[2, 1] == pytest.approx(0.1, abs=1e-6)
-    valid = np.ones((3, 2), bool)
-    valid[1, 0] = False  # env 0's low step was not simulated: not a fall
-    fell, step = M.falls(world, valid)
-    assert fell.tolist() == [False, True] and step.tolist() == [-1, 2]
+    np.testing.assert_allclose(M.head_height(world), [[1.23, 1.23], [0.1, 1.13], [1.23, 0.1]], atol=1e-6)
+    fell, step = M.falls(world, np.ones((3, 2), bool))
+    assert fell.tolist() == [True, True] and step.tolist() == [1, 2]
+    standing = _track(np.full((3, 1, 3), [0, 0, 0.8]))
+    valid = np.ones((3, 1), bool)
+    assert M.falls(standing, valid)[0].tolist() == [False]
+    valid[2] = False  # its physics went non-finite at step 2: that counts as a fall there
+    assert M.falls(standing, valid)[1].tolist() == [2]
 
 
 def test_joystick_error_in_the_heading_frame():

@@ -4,7 +4,8 @@ Input: the robot's world states every control step, ``world`` (``states.WorldSta
 state after the reset) and ``valid`` [T, N] (the step was simulated: False after the physics went non-finite
 or the runner froze the episode). Definitions (our wording of the published protocols):
 
-* fall: the head (``head_collision`` sphere centre, on the torso) below 0.2 m at any valid step;
+* fall: the head (``head_collision`` sphere centre, on the torso) below 0.2 m at any valid step, or the
+  episode not simulated to its end (non-finite physics);
 * joystick velocity error of a segment: over its last 2 s, the mean planar root velocity in the robot's heading
   frame against the command, ||v_mean - v_cmd|| / ||v_cmd|| in %, for commands of at least 0.1 m/s; for a yaw
   command of at least 0.1 rad/s the same with the mean yaw rate; a segment with both counts the worse;
@@ -102,10 +103,12 @@ def head_height(world: st.WorldStates) -> np.ndarray:
 
 
 def falls(world: st.WorldStates, valid) -> tuple[np.ndarray, np.ndarray]:
-    """(fell [N], first fall step [N], -1 if none)."""
-    low = (head_height(world) < FALL_HEIGHT) & np.asarray(valid, bool)
-    fell = low.any(axis=0)
-    return fell, np.where(fell, np.argmax(low, axis=0), -1)
+    """(fell [N], first fall step [N], -1 if none). An episode that stopped being simulated (its physics went
+    non-finite) falls at its first invalid step."""
+    valid = np.asarray(valid, bool)
+    down = ((head_height(world) < FALL_HEIGHT) & valid) | ~valid
+    fell = down.any(axis=0)
+    return fell, np.where(fell, np.argmax(down, axis=0), -1)
 
 
 def heading_velocity(world: st.WorldStates) -> np.ndarray:
