@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, help="trained diffusion model directory (with card.json)")
+    p.add_argument("--model", type=Path, help="trained diffusion model (its directory)")
     p.add_argument("--layout", help="refuse a model trained on another state layout (body_pos or joint_pos)")
     p.add_argument("--seed", type=int, default=0, help="protocol episodes, noise and sampling (default 0)")
     p.add_argument("--impl", choices=("auto", "jax", "warp"), default="auto", help="MJX backend (auto: warp on GPU)")
