@@ -109,11 +109,14 @@ def quat_to_rotvec(q):
 
 
 def rotvec_to_quat(r):
-    """Exp map of rotation vectors [..., 3] -> unit quaternions [..., 4]."""
-    angle = jnp.linalg.norm(r, axis=-1, keepdims=True)
-    safe = jnp.where(angle > 1e-8, angle, 1.0)
-    sinc = jnp.where(angle > 1e-8, jnp.sin(angle / 2) / safe, 0.5)
-    return jnp.concatenate([jnp.cos(angle / 2), r * sinc], axis=-1)
+    """Exp map of rotation vectors [..., 3] -> unit quaternions [..., 4]; differentiable at r = 0 (guidance
+    costs take gradients through it)."""
+    sq = jnp.sum(jnp.square(r), axis=-1, keepdims=True)
+    small = sq < 1e-16
+    angle = jnp.sqrt(jnp.where(small, 1.0, sq))  # never the sqrt of 0: its gradient would be infinite
+    sinc = jnp.where(small, 0.5 - sq / 48.0, jnp.sin(angle / 2) / angle)  # sin(a/2)/a = 1/2 - a^2/48 + ...
+    cos = jnp.where(small, 1.0 - sq / 8.0, jnp.cos(angle / 2))
+    return jnp.concatenate([cos, r * sinc], axis=-1)
 
 
 # -- frames ---------------------------------------------------------------------------------------------------
