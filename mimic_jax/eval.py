@@ -168,19 +168,29 @@ def _outputs(args, result: dict, lib) -> None:
         print(f"wrote {video.write_video(segs, args.video, width=width, height=height, fps=args.video_fps)}")
 
 
-def _check_onnx_motion(args, lib) -> None:
+def _check_export(args, lib) -> None:
+    """Before any evaluation: the --onnx-motion clip exists and the --export-onnx place can be written."""
+    from mimic_jax.export.actor import ExportError
+    from mimic_jax.export.writer import check_destination
+
     if args.onnx_motion and args.onnx_motion not in lib.names:
         raise UsageError(f"--onnx-motion {args.onnx_motion}: not a clip of the set ({', '.join(lib.names)})")
+    if args.export_onnx:
+        try:
+            check_destination(args.export_onnx)
+        except ExportError as exc:
+            raise UsageError(f"--export-onnx {exc}") from None
 
 
 def _export(args, policy, lib) -> None:
+    """The ONNX, its deploy.yaml and the robot model, side by side (mimic_jax.export.writer)."""
     from mimic_jax.evaluation.rollout import one_hot_rows
-    from mimic_jax.export.onnx import export_onnx
+    from mimic_jax.export.writer import export_deployment
 
-    _check_onnx_motion(args, lib)
+    _check_export(args, lib)
     one_hot = one_hot_rows(policy, [args.onnx_motion])[0][0] if args.onnx_motion else None
-    path = export_onnx(args.export_onnx, policy, lib=lib, motion=args.onnx_motion, one_hot=one_hot)
-    print(f"wrote {path}")
+    paths = export_deployment(args.export_onnx, policy, lib=lib, motion=args.onnx_motion, one_hot=one_hot)
+    print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
 def _header(run, lib, text: str, generalization: bool) -> str:
@@ -206,7 +216,7 @@ def main(argv=None) -> int:
         lib, text, generalization = _library(args, run)
         print(_header(run, lib, text, generalization))
         _video_names(args, lib)
-        _check_onnx_motion(args, lib)
+        _check_export(args, lib)
         if not args.export_only:
             _outputs(args, _evaluate(args, run, policy, lib, text, generalization), lib)
         if args.export_onnx:

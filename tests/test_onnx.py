@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -110,3 +111,103 @@ def test_refuses_other_dtype_and_mismatched_parameters(tmp_path):
     with pytest.raises(PolicyError, match="do not fit"):
         make_policy(cfg, policy.params, policy.normalizer, NAMES[:2])
     assert not (tmp_path / "p.onnx").exists()
+
+
+# -- python -m mimic_jax.eval --export-onnx: a deployable folder, or one error line --------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run directory holding one checkpoint of random weights (``save_run``; no training, no MJX program)."""
+    from mimic_jax.checkpoint import run_meta, save_run
+    from mimic_jax.motion.clip import make_clip, save_clip
+    from mimic_jax.motion.library import build_library
+    from mimic_jax.ppo.trainer import TrainCarry
+    from mimic_jax.ppo.update import TrainState
+
+    root = tmp_path_factory.mktemp("export")
+    frames, default = 20, g1.joint_table().default_pos
+    clip = make_clip(np.tile([0.0, 0.0, g1.DEFAULT_ROOT_HEIGHT], (frames, 1)), np.tile([1.0, 0, 0, 0], (frames, 1)),
+                     np.tile(default, (frames, 1)))
+    paths = [save_clip(root / f"{name}.npz", clip) for name in NAMES]
+    cfg = TrainConfig(env=EnvConfig(feet_only_collisions=True), ppo=PPOConfig(hidden_sizes=(16,)))
+    policy = _policy(cfg)
+    state = TrainState(params=policy.params, normalizer=policy.normalizer, opt_state=(), iteration=jnp.int32(0),
+                       sgd_steps=jnp.int32(0))
+    carry = TrainCarry(train_state=state, envs=(), key=jax.random.PRNGKey(0))
+    lib = build_library([clip] * len(NAMES), NAMES)
+    save_run(root / "run", carry, cfg, run_meta(lib, ",".join(str(p) for p in paths), 1, 0))
+    return root / "run"
+
+
+def _export(run, dest, capsys) -> tuple[int, str]:
+    from mimic_jax.eval import main
+
+    code = main(["--run", str(run), "--export-only", "--export-onnx", str(dest), "--onnx-motion", "run"])
+    return code, capsys.readouterr().err
+
+
+def _temporaries(folder) -> list:
+    """Temporary files left in ``folder`` (not recursive: the read-only place may be /sys)."""
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    return [n for n in names if n.endswith(".tmp") or ".tmp." in n or "write-test" in n]
+
+
+def test_eval_export_writes_a_deployable_folder(tiny_run, tmp_path, capsys):
+    from mimic_jax.deploy.bundle import open_bundle
+
+    code, err = _export(tiny_run, tmp_path / "out" / "policy.onnx", capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["deploy.yaml", "g1.xml", "policy.onnx", "scene.xml"]
+    bundle = open_bundle(tmp_path / "out" / "policy.onnx")
+    assert bundle.config["motion"]["exported"]["name"] == "run" and bundle.config["motion"]["names"] == list(NAMES)
+    assert not _temporaries(tmp_path)
+
+
+def _read_only_dir(tmp_path):
+    """A directory this process cannot create files in (root ignores permission bits: use sysfs then)."""
+    import os
+
+    if os.geteuid() != 0:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    try:
+        open("/sys/mimic_jax_write_probe", "wb").close()
+    except OSError:
+        return Path("/sys")
+    pytest.skip("no read-only place for root here")
+
+
+@pytest.fixture
+def immutable_dir(tmp_path):
+    """A directory with the immutable attribute (chattr +i; root on ext4 and the like), removed afterwards."""
+    import subprocess
+
+    folder = tmp_path / "immutable"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("case", ["existing directory", "read-only place", "immutable directory", "parent is a file",
+                                  "not .onnx"])
+def test_eval_export_refuses_with_one_line(tiny_run, tmp_path, capsys, request, case):
+    """Issue 20: one error line (exit 2), no traceback, nothing written and no stale temporary file."""
+    if case == "existing directory":
+        (tmp_path / "policy.onnx").mkdir()
+        dest, expected = tmp_path / "policy.onnx", "is a directory; name the file to write"
+    elif case == "read-only place":
+        dest, expected = _read_only_dir(tmp_path) / "policy.onnx", "cannot write in"
+    elif case == "immutable directory":
+        dest, expected = request.getfixturevalue("immutable_dir") / "policy.onnx", "Operation not permitted"
+    elif case == "parent is a file":
+        (tmp_path / "file").write_text("x")
+        dest, expected = tmp_path / "file" / "policy.onnx", "is not a directory"
+    else:
+        dest, expected = tmp_path / "policy.bin", "must end in .onnx"
+    code, err = _export(tiny_run, dest, capsys)
+    assert code == 2 and err.startswith(f"error: --export-onnx {dest}: ") and err.count("\n") == 1, err
+    assert expected in err
+    assert not (dest.is_file() or (dest.parent / "deploy.yaml").exists()) and not _temporaries(dest.parent)

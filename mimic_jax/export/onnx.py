@@ -9,9 +9,11 @@ Deployment form (``reference=``, as BeyondMimic exports it): a second input ``ti
 (float32, a frame index at 50 fps, clipped into the clip) and the clip's reference at that frame as extra
 outputs, gathered from constant tables: ``joint_pos``, ``joint_vel`` [batch, 29], ``body_pos_w``,
 ``body_quat_w`` (w, x, y, z), ``body_lin_vel_w``, ``body_ang_vel_w`` [batch, 14, 3|4] for the tracked
-bodies (``body_names`` in the metadata; anchor ``anchor_body_name``).
+bodies (``bodies.tracked`` of the deploy config; anchor ``bodies.anchor``).
 
-Metadata (``metadata_props``, strings; lists comma-separated): see :func:`metadata` and docs/evaluation.md.
+Metadata (``metadata_props``): ``deploy_config.onnx_metadata`` (the deploy config as JSON and flat keys).
+:func:`export_onnx` writes the graph alone; ``export.writer.export_deployment`` writes it with its
+``deploy.yaml`` and robot model (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -22,79 +24,25 @@ from pathlib import Path
 import numpy as np
 
 import mimic_jax
-from mimic_jax.assets import g1
-from mimic_jax.envs.observations import term_sizes
-from mimic_jax.evaluation.rollout import Policy
+from mimic_jax.export.actor import ExportError, TrainedActor, trained_actor
+from mimic_jax.export.deploy_config import REFERENCE_OUTPUTS, ExportedClip, deploy_config, onnx_metadata
 from mimic_jax.motion.library import MotionLibrary
 
 OPSET = 17
 IR_VERSION = 8  # readable by onnxruntime >= 1.10
-REFERENCE_FIELDS = {"joint_pos": "joint_pos", "joint_vel": "joint_vel", "body_pos_w": "body_pos",
-                    "body_quat_w": "body_quat", "body_lin_vel_w": "body_lin_vel", "body_ang_vel_w": "body_ang_vel"}
+REFERENCE_FIELDS = dict(zip(REFERENCE_OUTPUTS, ("joint_pos", "joint_vel", "body_pos", "body_quat", "body_lin_vel",
+                                                "body_ang_vel")))
+
+__all__ = ["ExportError", "build_model", "clip_reference", "export_onnx", "exported_clip", "prepare", "read_metadata"]
 
 
-class ExportError(ValueError):
-    """A policy that cannot be exported as asked; one line."""
-
-
-def actor_layers(policy: Policy) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(kernel [in, out], bias [out]) of every Dense layer of the actor's mean, input to output (float32)."""
-    params = policy.params.policy["params"]
-    mlp = params.get("MLP_0", {})
-    hidden = [mlp[f"hidden_{i}"] for i in range(len(mlp))]
-    layers = hidden + [params["Dense_0"]]
-    return [(np.asarray(p["kernel"], np.float32), np.asarray(p["bias"], np.float32)) for p in layers]
-
-
-def _csv(values) -> str:
-    return ",".join(f"{v:.9g}" if isinstance(v, (float, np.floating)) else str(v) for v in values)
-
-
-def metadata(policy: Policy, motion: str | None = None, one_hot: np.ndarray | None = None) -> dict[str, str]:
-    """Everything a deployment needs besides the graph, as strings (see docs/evaluation.md)."""
-    table = g1.joint_table()
-    cfg = policy.env_cfg
-    terms = term_sizes(cfg, policy.num_motions)["actor"]
-    meta = {
-        "format": "mimic_jax actor: actions = mean action; joint target = default_joint_pos + action_scale * actions",
-        "mimic_jax_version": mimic_jax.__version__,
-        "joint_names": _csv(g1.JOINT_NAMES),
-        "joint_names_unitree": _csv(g1.UNITREE_JOINT_NAMES),
-        "joint_names_isaac": _csv(g1.ISAAC_JOINT_NAMES),
-        "joint_stiffness": _csv(table.kp.astype(float)),
-        "joint_damping": _csv(table.kd.astype(float)),
-        "default_joint_pos": _csv(table.default_pos.astype(float)),
-        "action_scale": _csv(table.action_scale.astype(float)),
-        "observation_names": _csv(name for name, _ in terms),
-        "observation_sizes": _csv(size for _, size in terms),
-        "observation_normalization": "inside the graph: obs are raw, (obs - mean) / std is applied first",
-        "anchor_body_name": g1.ANCHOR_BODY,
-        "body_names": _csv(g1.TRACKED_BODY_NAMES),
-        "motion_names": _csv(policy.motion_names),
-        "control_dt": f"{cfg.control_dt:g}",
-        "physics_dt": f"{cfg.physics_dt:g}",
-        "decimation": str(cfg.decimation),
-        "state_estimation": str(bool(cfg.state_estimation)).lower(),
-    }
-    if motion is not None:
-        meta["motion"] = motion
-    if one_hot is not None:
-        meta["motion_one_hot"] = _csv(np.asarray(one_hot, np.float64))
-    return meta
-
-
-def _actor_nodes(policy: Policy, helper, numpy_helper):
+def _actor_nodes(actor: TrainedActor, helper, numpy_helper):
     """Nodes and initializers from ``obs`` to ``actions``."""
-    from mimic_jax.ppo.networks import ACTOR_KEY
-
-    mean = np.asarray(policy.normalizer.mean[ACTOR_KEY], np.float32)
-    std = np.asarray(policy.normalizer.std[ACTOR_KEY], np.float32)
-    inits = [numpy_helper.from_array(mean, "obs_mean"), numpy_helper.from_array(std, "obs_std")]
+    inits = [numpy_helper.from_array(actor.obs_mean, "obs_mean"), numpy_helper.from_array(actor.obs_std, "obs_std")]
     nodes = [helper.make_node("Sub", ["obs", "obs_mean"], ["obs_centered"]),
              helper.make_node("Div", ["obs_centered", "obs_std"], ["x0"])]
-    layers = actor_layers(policy)
-    for i, (kernel, bias) in enumerate(layers):
-        last = i == len(layers) - 1
+    for i, (kernel, bias) in enumerate(actor.layers):
+        last = i == len(actor.layers) - 1
         inits += [numpy_helper.from_array(kernel, f"W{i}"), numpy_helper.from_array(bias, f"b{i}")]
         out = "actions" if last else f"h{i}"
         nodes.append(helper.make_node("Gemm", [f"x{i}", f"W{i}", f"b{i}"], [out], name=f"dense_{i}"))
@@ -133,16 +81,20 @@ def clip_reference(lib: MotionLibrary, name: str) -> dict[str, np.ndarray]:
             for out, field in REFERENCE_FIELDS.items()}
 
 
-def build_model(policy: Policy, *, reference: dict[str, np.ndarray] | None = None,
+def exported_clip(reference: dict[str, np.ndarray], name: str, one_hot: np.ndarray | None = None) -> ExportedClip:
+    """The exported clip's description (``one_hot`` None: the choice of ``deploy_config``)."""
+    return ExportedClip(name=name, frames=len(reference["joint_pos"]),
+                        one_hot=None if one_hot is None else np.asarray(one_hot, np.float32))
+
+
+def build_model(actor: TrainedActor, *, reference: dict[str, np.ndarray] | None = None,
                 meta: dict[str, str] | None = None):
     """The ONNX ``ModelProto`` of the actor (and of the reference tables, if given)."""
     from onnx import TensorProto, checker, helper, numpy_helper
 
-    if policy.nets.dtype != np.float32:
-        raise ExportError(f"the actor computes in {policy.nets.dtype}; export needs network_dtype float32")
-    nodes, inits = _actor_nodes(policy, helper, numpy_helper)
-    inputs = [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", policy.nets.actor_obs_size])]
-    outputs = [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["batch", policy.nets.action_size])]
+    nodes, inits = _actor_nodes(actor, helper, numpy_helper)
+    inputs = [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", actor.obs_size])]
+    outputs = [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["batch", actor.action_size])]
     if reference is not None:
         ref_nodes, ref_inits, ref_outputs = _reference_nodes(reference, helper, numpy_helper)
         nodes, inits, outputs = nodes + ref_nodes, inits + ref_inits, outputs + ref_outputs
@@ -151,25 +103,31 @@ def build_model(policy: Policy, *, reference: dict[str, np.ndarray] | None = Non
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mimic_jax",
                               producer_version=mimic_jax.__version__)
     model.ir_version = IR_VERSION
-    helper.set_model_props(model, meta if meta is not None else metadata(policy))
+    helper.set_model_props(model, meta or {})
     checker.check_model(model)
     return model
 
 
-def export_onnx(path: str | os.PathLike, policy: Policy, *, lib: MotionLibrary | None = None,
-                motion: str | None = None, one_hot: np.ndarray | None = None) -> Path:
-    """Writes the actor as ONNX; with ``motion`` (a clip of ``lib``) the deployment form. Returns the path."""
-    import onnx
-
+def prepare(policy, *, lib: MotionLibrary | None = None, motion: str | None = None,
+            one_hot: np.ndarray | None = None, onnx_file: str = "policy.onnx"):
+    """(ONNX model, deploy config) of a policy; with ``motion`` (a clip of ``lib``) the deployment form."""
     if motion is not None and lib is None:
         raise ExportError(f"exporting clip '{motion}' needs its motion library")
+    actor = trained_actor(policy)
     reference = clip_reference(lib, motion) if motion is not None else None
-    model = build_model(policy, reference=reference, meta=metadata(policy, motion, one_hot))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp"
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
+    clip = exported_clip(reference, motion, one_hot) if reference is not None else None
+    config = deploy_config(actor, clip, onnx_file)
+    return build_model(actor, reference=reference, meta=onnx_metadata(config)), config
+
+
+def export_onnx(path: str | os.PathLike, policy, *, lib: MotionLibrary | None = None, motion: str | None = None,
+                one_hot: np.ndarray | None = None) -> Path:
+    """Writes the ONNX graph alone (atomically); with ``motion`` (a clip of ``lib``) the deployment form."""
+    from mimic_jax.export.writer import check_destination, write_files
+
+    path = check_destination(path)
+    model, _ = prepare(policy, lib=lib, motion=motion, one_hot=one_hot, onnx_file=path.name)
+    write_files(path.parent, {path.name: model.SerializeToString()}, what=path)
     return path
 
 
