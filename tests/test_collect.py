@@ -458,15 +458,16 @@ def test_labels_are_the_deterministic_teacher_action(collected, teacher_run):
 @pytest.mark.slow
 def test_executed_is_the_delayed_label_plus_the_episodes_ou_noise(collected):
     """executed_k = label_{k-d} + x_{k-d} (the command of d steps ago), x regenerated from the noise seed."""
-    cfg, checked = OUConfig(), 0
     label, action = np.asarray(collected["label"]), np.asarray(collected["action"])
-    for w in range(collected.num_windows):
-        start, d = int(collected["window_start"][w]), int(collected["delay"][w])
-        x = np.asarray(ou_noise(cfg, np.uint32(collected["noise_seed"][w]), start + label.shape[1], 29))
-        for t in range(d, label.shape[1]):
-            np.testing.assert_allclose(action[w, t], label[w, t - d] + x[start + t - d], atol=1e-5)
-            checked += 1
-    assert checked > 0 and set(np.asarray(collected["delay"]).tolist()) <= {0, 1, 2}
+    start = int(np.unique(collected["window_start"]).item())
+    noise = jax.jit(jax.vmap(lambda s: ou_noise(OUConfig(), s, start + label.shape[1], 29)))
+    x = np.asarray(noise(jnp.asarray(collected["noise_seed"])))[:, start:]  # x at the window's steps
+    checked = 0
+    for w, d in enumerate(np.asarray(collected["delay"], int)):
+        np.testing.assert_allclose(action[w, d:], label[w, :label.shape[1] - d] + x[w, :label.shape[1] - d],
+                                   atol=1e-5)
+        checked += label.shape[1] - d
+    assert checked > 0 and set(np.asarray(collected["delay"]).tolist()) == {0, 1, 2}
     assert np.abs(action - label).std() > 0.05
 
 
@@ -485,8 +486,12 @@ def test_windows_never_cross_a_reset(collected):
 
 
 @pytest.mark.slow
-def test_card_counts_statistics_and_states(collected):
+def test_card_counts_statistics_and_states(collected, capsys):
+    from mimic_jax.collect.__main__ import main
+
     card, ep = collected.card, collected.episodes
+    assert main(["info", str(collected.path)]) == 0
+    assert "8 windows, 40 frames" in capsys.readouterr().out
     np.testing.assert_array_equal(ep["accepted"], ~ep["fell"] & (ep["steps"] >= windows.WINDOW_START + 5))
     assert card["episodes"]["run"] == len(ep["accepted"]) and card["episodes"]["accepted"] == ep["accepted"].sum()
     assert sum(c["windows"] for c in card["clips"]) == collected.num_windows == 8
@@ -496,9 +501,15 @@ def test_card_counts_statistics_and_states(collected):
         np.testing.assert_allclose(card["statistics"][name]["mean"], values.mean((0, 1)), rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(card["statistics"][name]["std"], values.std((0, 1)), rtol=1e-6, atol=1e-9)
     ws = st.WorldStates(*(jnp.asarray(collected[f]) for f in schema.WORLD_FIELDS))
-    frame = st.character_frame(ws.body_pos_w[:, 0, st.ROOT], ws.body_quat_w[:, 0, st.ROOT])
-    np.testing.assert_allclose(collected["state_body_pos"], st.encode("body_pos", ws, frame), atol=1e-5)
-    np.testing.assert_allclose(collected["state_joint_pos"], st.encode("joint_pos", ws, frame), atol=1e-5)
+
+    @jax.jit
+    def encode(ws):
+        frame = st.character_frame(ws.body_pos_w[:, 0, st.ROOT], ws.body_quat_w[:, 0, st.ROOT])
+        return st.encode("body_pos", ws, frame), st.encode("joint_pos", ws, frame)
+
+    body_pos, joint_pos = encode(ws)
+    np.testing.assert_allclose(collected["state_body_pos"], body_pos, atol=1e-5)
+    np.testing.assert_allclose(collected["state_joint_pos"], joint_pos, atol=1e-5)
     np.testing.assert_allclose(st.root_yaw("body_pos", collected["state_body_pos"][:, 0]), 0.0, atol=1e-5)
 
 

@@ -54,22 +54,25 @@ class ChunkOut(NamedTuple):
     outcome: windows.Outcome
 
 
-def world_state(env: TrackingEnv, data) -> states.WorldStates:
+def world_state(body_ids: np.ndarray, data) -> states.WorldStates:
     """One environment's world-frame state, velocities as the environment measures them (MuJoCo's cvel of the
-    last physics substep)."""
-    lin, ang = body_velocities(data, env.body_ids)
-    return states.WorldStates(body_pos_w=data.xpos[env.body_ids], body_quat_w=data.xquat[env.body_ids],
-                              body_lin_vel_w=lin, body_ang_vel_w=ang, joint_pos=data.qpos[7:],
-                              joint_vel=data.qvel[6:])
+    last physics substep, at the body origins)."""
+    lin, ang = body_velocities(data, body_ids)
+    return states.WorldStates(body_pos_w=data.xpos[body_ids], body_quat_w=data.xquat[body_ids], body_lin_vel_w=lin,
+                              body_ang_vel_w=ang, joint_pos=data.qpos[7:], joint_vel=data.qvel[6:])
 
 
-def recorder(env: TrackingEnv):
-    """The runner's record hook: world state, frame, executed action, label (from the noise wrapper's carry)."""
-    def record(inp: runner.RecordInput) -> StepRecord:
-        world = jax.vmap(functools.partial(world_state, env))(inp.state.data)
-        return StepRecord(world=world, frame=inp.state.frame, action=inp.action, label=inp.carry.inner.label,
-                          obs=inp.obs["actor"])
-    return record
+@dataclasses.dataclass(frozen=True)
+class Recorder:
+    """The runner's record hook (hashable, so the runner's program is cached): world state, frame, executed
+    action, the label from the noise wrapper's carry (inside the delay wrapper's) and the actor observation."""
+
+    body_ids: tuple[int, ...]
+
+    def __call__(self, inp: runner.RecordInput) -> StepRecord:
+        world = jax.vmap(functools.partial(world_state, np.asarray(self.body_ids)))(inp.state.data)
+        return StepRecord(world=world, frame=inp.state.frame, action=inp.action,
+                          label=inp.policy_carry.inner.label, obs=inp.obs["actor"])
 
 
 def _encode(ws: states.WorldStates) -> dict:
@@ -96,7 +99,7 @@ def mirror_rows(rows: dict) -> dict:
 @functools.lru_cache(maxsize=4)
 def chunk_program(env: TrackingEnv, window_steps: int, run_steps: int, max_delay: int, noise: OUConfig):
     """The jitted chunk: (world, teacher policy, starts, seeds, delays, key) -> :class:`ChunkOut`."""
-    record = recorder(env)
+    record = Recorder(body_ids=tuple(int(i) for i in env.body_ids))
 
     def run(world, teacher, start, seeds, delays, key):
         policy = DelayedPolicy(inner=OUNoisePolicy(inner=teacher, seed=seeds, cfg=noise), delay=delays,
@@ -172,10 +175,9 @@ def make_plan(teacher: Teacher, cfg: CollectConfig, impl: str = "auto") -> Plan:
                 fields=schema.fields(obs_size))
 
 
-def teacher_policy(teacher: Teacher) -> runner.PPOPolicy:
-    """The teacher's deterministic actor as the runner's Policy."""
-    p = teacher.policy
-    return runner.PPOPolicy(nets=p.nets, params=p.params, normalizer=p.normalizer)
+def teacher_policy(teacher: Teacher):
+    """The teacher's deterministic actor as the runner's Policy (its own clips: the one-hot as trained)."""
+    return teacher.policy.runner_policy()
 
 
 def _gather(rows: dict, idx: np.ndarray, names) -> dict:
@@ -267,7 +269,7 @@ def make_card(teacher: Teacher, cfg: CollectConfig, plan: Plan, tally: Tally, se
         "delay": {"max_steps": cfg.max_delay, **{k: v.tolist() for k, v in tally.delay.items()}},
         "episodes": dict(tally.episodes),
         "environment": {"impl": env_cfg.impl, "randomization": env_cfg.randomization.enabled,
-                        "pushes": env_cfg.randomization.push, "observation_noise": env_cfg.noise.enabled,
+                        "pushes": env_cfg.randomization.push.enabled, "observation_noise": env_cfg.noise.enabled,
                         "config": config_to_dict(env_cfg)},
         "collection": {"num_envs": cfg.num_envs, "seed": cfg.seed, "chunks": tally.chunks, "seconds": seconds,
                        "frames_per_s": tally.kept * plan.window_steps / max(seconds, 1e-9),
