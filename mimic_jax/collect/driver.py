@@ -5,8 +5,9 @@ randomization per chunk, the teacher's training conditions: observation noise, r
 running one episode of ``run_steps`` control steps from a planned start (``windows.plan_starts``). The
 policy is the teacher wrapped in OU noise (``noise.OUNoisePolicy``, which keeps the clean label) and action
 delay (``delay.DelayedPolicy``). One jitted program runs the chunk and cuts its windows on the device: world
-states, executed actions, labels, both state representations (global dims in the window's first-step frame)
-and the mirror copies; the host gathers the kept windows and writes them (``shards.DatasetWriter``).
+states, executed actions, labels, the teacher's observations and both state representations (global dims in
+the window's first-step frame). Only the kept windows leave the device (with their mirror copies, made there
+by a small separate program when asked for); the host writes them (``shards.DatasetWriter``).
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ class StepRecord(NamedTuple):
 
 
 class ChunkOut(NamedTuple):
-    rows: dict  # per-step schema fields [N, T, ...] (and teacher_obs)
-    mirrored: dict  # the same fields of the mirror copies (no teacher_obs)
+    rows: dict  # per-step schema fields [N, T, ...] and teacher_obs
     outcome: windows.Outcome
 
 
@@ -89,8 +89,9 @@ def window_rows(at_state: StepRecord, at_action: StepRecord) -> dict:
             "label": at_action.label, schema.TEACHER_OBS: at_action.obs}
 
 
+@jax.jit
 def mirror_rows(rows: dict) -> dict:
-    """The mirror copies' per-step fields (states re-encoded in the mirrored first-step frames)."""
+    """The mirror copies' per-step fields (states re-encoded in the mirrored first-step frames), on the device."""
     ws = mirror.mirror_world_states(states.WorldStates(*(rows[f] for f in schema.WORLD_FIELDS)))
     return {**ws._asdict(), **_encode(ws), "frame": rows["frame"], "action": mirror.mirror_joints(rows["action"]),
             "label": mirror.mirror_joints(rows["label"])}
@@ -107,8 +108,7 @@ def chunk_program(env: TrackingEnv, window_steps: int, run_steps: int, max_delay
         result = runner.run_episodes(env, world, policy, start, run_steps, key, record=record)
         rows = window_rows(windows.cut(result.records, windows.state_steps(window_steps)),
                            windows.cut(result.records, windows.action_steps(window_steps)))
-        return ChunkOut(rows=rows, mirrored=mirror_rows(rows),
-                        outcome=windows.outcomes(result.valid, result.failed, window_steps))
+        return ChunkOut(rows=rows, outcome=windows.outcomes(result.valid, result.failed, window_steps))
 
     return jax.jit(run)
 
@@ -119,11 +119,9 @@ def collection_env(cfg: EnvConfig, num_motions: int) -> TrackingEnv:
     return TrackingEnv(cfg, num_motions)
 
 
-def env_config(teacher: Teacher, run_seconds: float, impl: str) -> EnvConfig:
-    """The teacher's training environment (noise, randomization, pushes) on ``impl``, time limit >= the run."""
-    cfg = teacher.policy.env_cfg
-    return dataclasses.replace(cfg, impl=resolve_impl(impl), episode_seconds=max(cfg.episode_seconds,
-                                                                                run_seconds + 1.0))
+def env_config(teacher: Teacher, impl: str) -> EnvConfig:
+    """The teacher's training environment (observation noise, randomization, pushes) on ``impl``."""
+    return dataclasses.replace(teacher.policy.env_cfg, impl=resolve_impl(impl))
 
 
 class Tally:
@@ -166,7 +164,7 @@ class Plan:
 
 
 def make_plan(teacher: Teacher, cfg: CollectConfig, impl: str = "auto") -> Plan:
-    env = collection_env(env_config(teacher, cfg.windows.run_seconds, impl), teacher.lib.num_motions)
+    env = collection_env(env_config(teacher, impl), teacher.lib.num_motions)
     window_steps, run_steps = cfg.windows.steps(env.cfg.control_dt)
     target = math.ceil(cfg.frames / window_steps)
     obs_size = env.observation_size["actor"] if cfg.teacher_obs else None
@@ -180,22 +178,18 @@ def teacher_policy(teacher: Teacher):
     return teacher.policy.runner_policy()
 
 
-def _gather(rows: dict, idx: np.ndarray, names) -> dict:
-    """The kept windows of device arrays [N, ...] -> host arrays [n, ...] (only those cross to the host)."""
-    return {name: np.asarray(jax.device_get(rows[name][idx])) for name in names}
-
-
 def kept_rows(out: ChunkOut, kept: np.ndarray, per_window: dict, plan: Plan) -> dict:
-    """Every schema field of the kept windows (then their mirror copies), host arrays."""
+    """Every schema field of the kept windows (then their mirror copies), host arrays; only the kept windows
+    leave the device."""
     idx = np.nonzero(kept)[0]
-    per_step = [name for name, f in plan.fields.items() if f.per_step]
-    rows = {**_gather(out.rows, idx, per_step), **{k: v[idx] for k, v in per_window.items()},
-            "mirrored": np.zeros(idx.size, bool)}
+    names = [name for name, f in plan.fields.items() if f.per_step]
+    on_device = {name: out.rows[name][idx] for name in names}
+    windows_of = {k: v[idx] for k, v in per_window.items()}
+    rows = {**jax.device_get(on_device), **windows_of, "mirrored": np.zeros(idx.size, bool)}
     if plan.copies == 1:
         return rows
-    copies = {**_gather(out.mirrored, idx, per_step), **{k: v[idx] for k, v in per_window.items()},
-              "mirrored": np.ones(idx.size, bool)}
-    return {name: np.concatenate([rows[name], copies[name]]) for name in rows}
+    copies = {**jax.device_get(mirror_rows(on_device)), **windows_of, "mirrored": np.ones(idx.size, bool)}
+    return {name: np.concatenate([np.asarray(rows[name]), np.asarray(copies[name])]) for name in rows}
 
 
 def run_chunk(program, plan: Plan, policy, teacher: Teacher, cfg: CollectConfig, state) -> None:
