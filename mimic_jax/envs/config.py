@@ -68,6 +68,16 @@ class RandomizationConfig:
     torso_com_yz: float = 0.05
     push: bool = True
     push_interval_s: tuple[float, float] = (1.0, 3.0)
+    # Model-mismatch options (envs/randomize.py; not in the published problem: the defaults turn them off).
+    # Ranges are U(lo, hi), drawn per environment (per episode for the delay) and per link/motor/dof.
+    link_mass_scale: tuple[float, float] = (1.0, 1.0)  # every link's mass and inertia
+    torso_added_mass: tuple[float, float] = (0.0, 0.0)  # kg on torso_link, inertia scaled with its mass
+    motor_strength_scale: tuple[float, float] = (1.0, 1.0)  # kp and effort limit of each actuator
+    armature_scale: tuple[float, float] = (1.0, 1.0)  # reflected rotor inertia of each joint
+    joint_damping: tuple[float, float] = (0.0, 0.0)  # viscous damping of each joint, N m s / rad
+    joint_frictionloss: tuple[float, float] = (0.0, 0.0)  # dry friction of each joint, N m
+    action_delay_steps: tuple[int, int] = (0, 0)  # control steps between the policy's command and the motors
+    imu_tilt_deg: float = 0.0  # IMU roll and pitch U(-d, d) in the actor's observation (envs/imu.py), per episode
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
