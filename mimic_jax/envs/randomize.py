@@ -26,6 +26,7 @@ derived constants, nothing else. The published options keep MuJoCo's nominal con
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +77,12 @@ class ModelIndex:
         return cls(model=model, constants_model=mjx.put_model(model, impl="jax", device=device),
                    foot_geom_mask=np.isin(np.arange(model.ngeom), foot_geom_ids(model)), torso_body=int(torso_body),
                    actuator_joint=joint, joint_dof_mask=dof_mask, actuator_of_joint=of_joint, joint_has_actuator=has)
+
+
+@functools.lru_cache(maxsize=8)
+def model_index(env) -> ModelIndex:
+    """The :class:`ModelIndex` of a ``TrackingEnv`` (its MjModel, torso and device), built once per env."""
+    return ModelIndex.of(env.mj_model, env.torso_id, device=env.device)
 
 
 def joint_dof_mask(model: mujoco.MjModel) -> np.ndarray:
@@ -239,7 +246,7 @@ def randomize_model(mx, key, num_envs: int, cfg: RandomizationConfig, foot_geoms
                     *, index: ModelIndex | None = None):
     """Returns (batched model, in_axes): only the randomized fields carry the batch axis.
 
-    The model-mismatch options need ``index`` (:meth:`ModelIndex.of` of the env's MjModel).
+    The model-mismatch options need ``index`` (``model_index(env)``).
     """
     k_fric, k_com = jax.random.split(key)
     lo, hi = cfg.foot_friction

@@ -28,7 +28,7 @@ import numpy as np
 
 from mimic_jax.assets import g1
 from mimic_jax.envs.config import EnvConfig
-from mimic_jax.envs.randomize import ModelIndex, joint_dof_mask, with_frictionloss_rows
+from mimic_jax.envs.randomize import ModelIndex, joint_dof_mask, model_index, with_frictionloss_rows
 from mimic_jax.envs.tracking import TrackingEnv
 from mimic_jax.evaluation import mismatch
 from mimic_jax.evaluation.metrics import Episodes
@@ -97,11 +97,6 @@ def _environment(cfg: EnvConfig, num_motions: int, frictionloss: bool) -> Tracki
     return env
 
 
-@functools.lru_cache(maxsize=4)
-def _index(env: TrackingEnv) -> ModelIndex:
-    return ModelIndex.of(env.mj_model, env.torso_id, device=env.device)
-
-
 def _as_episodes(played, motion_id: np.ndarray) -> Episodes:
     failed = np.asarray(played.failed)
     length = np.sum(played.valid, axis=0).astype(np.int32)
@@ -152,7 +147,7 @@ def _mjx_group(policy: Policy, lib, group, impl: str, episodes: int, key, max_en
         condition, motion_id, n = p.condition[idx], p.motion_id[idx], idx.size
         k_world, k_run = jax.random.split(jax.random.fold_in(key, i))
         world = make_world(env, lib, n, k_world, randomize=False,
-                           model_fn=mismatch.model_fn(group, condition, _index(env)))
+                           model_fn=mismatch.model_fn(group, condition, model_index(env)))
         delay, tilt = mismatch.episode_arrays(group, condition)
         runner = MismatchPolicy(inner=policy.runner_policy(one_hot[motion_id]), delay=jnp.asarray(delay),
                                 tilt=jnp.asarray(tilt), layout=layout, max_delay=MAX_DELAY)
