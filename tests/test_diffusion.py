@@ -35,7 +35,8 @@ TINY_SETTINGS = ["model.layers=2", "model.width=32", "model.heads=2", "model.hor
                  "train.validation_fraction=0.1"]
 TINY = Config(model=ModelConfig(layers=2, width=32, heads=2, horizon=8, action_loss_steps=4, attention_dropout=0.0),
               train=dataclasses.replace(DEMO.config.train, batch_size=32, steps_per_call=25, warmup_steps=20,
-                                        learning_rate=0.002, stats_samples=2048, validation_fraction=0.1))
+                                        learning_rate=0.002, stats_samples=2048, validation_fraction=0.1,
+                                        steps=1500))
 OVERFIT_STEPS = 300
 
 
