@@ -286,6 +286,21 @@ def test_cli_trains_saves_resumes_exactly_and_refuses_other_data(dataset, tmp_pa
     assert "differs" in err[0] and "state_body_pos has layout" in err[1] and "drop --steps" in err[2]
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "model.widht=3"], "unknown setting 'model.widht' (did you mean model.width"),
+    (["--set", "model.width=30"], "model.width 30 is not a multiple of model.heads 4"),
+    (["--set", "model.compute_dtype=fp8"], "'fp8' is not one of float32, bfloat16"),
+    (["--set", "train.steps=many"], "'many' is not a valid int"),
+    (["--set", "model.attention_dropout=1"], "model.attention_dropout must be in [0, 1)"),
+    (["--max-minutes", "0"], "--max-minutes must be positive"),
+    ([], "--data is required"),
+])
+def test_bad_settings_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+
+
 def test_checkpoint_of_another_layout_is_refused(tmp_path):
     meta = {"checkpoint": "RUN/checkpoints/5", "config": dataclasses.asdict(Config()),
             "layout": {"name": "body_pos", "size": 93, "parts": [["root_pos", 3]]}}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import sys
 import time
 import typing
@@ -88,8 +89,12 @@ def apply_overrides(cfg: Config, items) -> Config:
     kinds = _leaf_types(Config)
     for item in items:
         key, sep, text = (s.strip() for s in item.partition("="))
-        if not sep or key not in kinds:
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(kinds)}")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE (e.g. model.width=256), got {item!r}")
+        if key not in kinds:
+            close = difflib.get_close_matches(key, list(kinds), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else "settings are model.*, diffusion.*, train.*"
+            raise UsageError(f"unknown setting {key!r} ({hint})")
         cfg = _replace(cfg, key.split("."), _parse(text, kinds[key], key))
     return cfg
 
@@ -117,6 +122,16 @@ def check_config(cfg: Config) -> None:
                 "train.checkpoint_every": t.checkpoint_every, "train.validation_batches": t.validation_batches}
     for key, value in positive.items():
         if value < 1:
+            raise UsageError(f"{key} must be positive, got {value}")
+    fractions = {"model.attention_dropout": m.attention_dropout, "model.dropout": m.dropout,
+                 "train.validation_fraction": t.validation_fraction, "train.ema_max": t.ema_max}
+    for key, value in fractions.items():
+        if not 0 <= value < 1:
+            raise UsageError(f"{key} must be in [0, 1), got {value}")
+    rates = {"train.learning_rate": t.learning_rate, "train.grad_clip": t.grad_clip,
+             "diffusion.std_floor": cfg.diffusion.std_floor}
+    for key, value in rates.items():
+        if not value > 0:
             raise UsageError(f"{key} must be positive, got {value}")
     if m.width % m.heads:
         raise UsageError(f"model.width {m.width} is not a multiple of model.heads {m.heads}")
