@@ -16,9 +16,13 @@ with a one-line message.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import shutil
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -163,13 +167,48 @@ def locate(path) -> tuple[Path, int]:
 
 def _restore(folder: Path, step: int, **items):
     with _manager(folder, read_only=True) as mngr:
-        if step not in mngr.all_steps():
-            raise CheckpointError(f"{folder}: no checkpoint at iteration {step} (have {mngr.all_steps()})")
+        steps = mngr.all_steps()
+        if step not in steps:
+            raise CheckpointError(f"{folder}: no checkpoint at iteration {step} (have {steps})")
+        quiet = _ClosedLoopFilter(sys.stderr)
         try:
-            return mngr.restore(step, args=ocp.args.Composite(**items))
+            with contextlib.redirect_stderr(quiet):
+                return mngr.restore(step, args=ocp.args.Composite(**items))
         except Exception as exc:  # noqa: BLE001 -- Orbax and TensorStore raise bare Exceptions for damaged files
-            others = [s for s in mngr.all_steps() if s != step]
-            raise CheckpointError(_unreadable(folder, step, exc, others)) from None
+            sys.stderr = quiet  # reads still in flight keep finishing into the closed loop until the process ends
+            raise CheckpointError(_unreadable(folder, step, exc, [s for s in steps if s != step])) from None
+
+
+class _ClosedLoopFilter(io.TextIOBase):
+    """stderr without the 'RuntimeError: Event loop is closed' tracebacks of a failed restore.
+
+    When one array of a damaged checkpoint fails to read, Orbax closes its asyncio loop while TensorStore
+    still completes the other reads on its own threads; each completion prints such a traceback (dozens).
+    Exactly those blocks are dropped; everything else is passed through as it comes.
+    """
+
+    _NOISE = "RuntimeError: Event loop is closed"
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.pending: dict[int, str] = {}
+
+    def write(self, text: str) -> int:
+        key = threading.get_ident()
+        pending = self.pending.pop(key, "") + text
+        if not pending.startswith("Traceback"):
+            self.stream.write(pending)
+        elif pending.rstrip("\n").endswith(self._NOISE) and pending.endswith("\n"):
+            pass
+        elif any(line and not line[0].isspace() and not line.startswith("Traceback")
+                 for line in pending.split("\n")[:-1]):
+            self.stream.write(pending)  # another exception: shown whole
+        else:
+            self.pending[key] = pending  # a traceback still being printed
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _unreadable(folder: Path, step: int, exc: Exception, others: list[int]) -> str:

@@ -31,6 +31,27 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def dotted_settings(extra: list[str], prog: str) -> list[str]:
+    """Config flags in tyro's spelling, as mjlab users type them (``--ppo.learning-rate 3e-4``,
+    ``--ppo.hidden-sizes 256 128``, ``--env.on-clip-end=truncate``) -> ``--set`` items (``ppo.learning_rate=3e-4``);
+    ``extra`` is what argparse did not recognize, and anything but such a flag is a :class:`UsageError`."""
+    out, i = [], 0
+    while i < len(extra):
+        flag = extra[i]
+        key, eq, value = flag[2:].partition("=")
+        if not flag.startswith("--") or "." not in key:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra[i:])} (see {prog} --help)")
+        i += 1
+        values = [value] if eq else []
+        while not eq and i < len(extra) and not extra[i].startswith("--"):
+            values.append(extra[i])
+            i += 1
+        if not values:
+            raise UsageError(f"{flag} needs a value (see {prog} --help)")
+        out.append(f"{key.replace('-', '_')}={','.join(values)}")
+    return out
+
+
 def close_progress_bars() -> None:
     """Closes every open tqdm bar, so that its leftover is cleared before a message is printed."""
     try:

@@ -133,7 +133,7 @@ def config_paths(cls, prefix: str = "") -> dict[type, str]:
 
 
 def dotted(exc: ConfigValueError, root) -> str:
-    """``'ppo.num_envs must be >= 1, got 0'`` for an error raised by a config nested in ``root``."""
+    """``'ppo.num_envs: must be >= 1, got 0'`` for an error raised by a config nested in ``root``."""
     return f"{config_paths(root).get(exc.owner, exc.owner.__name__ + '.')}{exc.field}: {exc.problem}"
 
 

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, help="checkpoints to keep (default 5)")
     p.add_argument("--resume", type=Path, help="continue the run in this directory exactly where it stopped")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. ppo.learning_rate=3e-4 or env.on_clip_end=truncate")
+                   help="config override, e.g. ppo.learning_rate=3e-4 or env.on_clip_end=truncate; the same as "
+                        "--ppo.learning-rate 3e-4 (any config field as a dotted flag, applied before --set)")
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (if installed)")
     return p
 
@@ -148,6 +149,14 @@ def _motion_set(args, stored: dict | None):
 
 def _resolved(spec) -> str:
     return str(spec.source) if spec.source else ",".join(str(e.path.resolve()) for e in spec.entries)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line; dotted config flags (``--ppo.learning-rate 3e-4``) join the ``--set`` overrides."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    args.settings = cli.dotted_settings(extra, parser.prog) + args.settings
+    return args
 
 
 def plan_run(args):
@@ -283,7 +292,7 @@ def _setup(args):
     for path in remove_partial_writes(settings.run_dir):
         print(f"note: removed {path}, a checkpoint write that did not finish", file=sys.stderr)
     wandb_run = _wandb(args.wandb, cfg, settings)
-    clips = load_motion_set(spec, progress=True)
+    clips = load_motion_set(spec, progress=sys.stderr.isatty())
     lib = build_library([c for _, c, _ in clips], [name for name, _, _ in clips])
     if stored is not None:
         check_compatible(stored, lib)  # before building the trainer: a wrong set fails in seconds
@@ -320,7 +329,7 @@ def main(argv=None) -> int:
     from mimic_jax.training_log import TrainingLog
 
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
         trainer, carry, settings, stored, (start, wall, wandb_run) = _setup(args)
     except (ValueError, CheckpointError) as exc:  # MotionSetError, CheckpointError, SettingError, UsageError
         return cli.fail(exc)

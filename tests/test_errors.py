@@ -200,15 +200,14 @@ def _truncate(path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("item", ["carry", "manifest"])
-def test_damaged_latest_checkpoint_is_one_line(run_copy, capfd, item):
+def test_damaged_latest_checkpoint_is_one_line(run_copy, cache, item):
+    """A whole process: the 'Event loop is closed' tracebacks of a failed restore also come at exit."""
     step = run_copy / "checkpoints" / "2"
-    if item == "carry":
-        _truncate(_largest_file(step / "carry"))
-    else:
-        _truncate(next((step / "carry").rglob("manifest.ocdbt")))
-    assert train.main(["--resume", str(run_copy)]) == 2
-    line = assert_one_error(capfd.readouterr().err, "unreadable checkpoint")
-    assert str(step) in line
+    _truncate(_largest_file(step / "carry") if item == "carry" else step / "carry" / "manifest.ocdbt")
+    done = _cli("--resume", run_copy, cache=cache)
+    assert done.returncode == 2
+    line = assert_one_error(done.stderr, "unreadable checkpoint")
+    assert str(step) in line and "other checkpoints here: 1" in line
 
 
 @pytest.mark.slow
@@ -292,8 +291,9 @@ def test_a_user_error_is_the_only_line(tmp_path):
     assert_one_error(done.stderr, "unknown motion set 'no_such_set'")
 
 
-def test_progress_bar_leftover_never_shares_the_error_line(clip_file, tmp_path, capfd):
+def test_progress_bar_leftover_never_shares_the_error_line(clip_file, tmp_path, capfd, monkeypatch):
     """The second clip of a set is broken while the loading bar (longer than the error) stands at 50%."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # the bar is shown on terminals
     good = tmp_path / f"{'a_standing_clip_with_a_long_name_' * 5}.npz"
     shutil.copy(clip_file, good)
     broken = tmp_path / "broken.npz"
