@@ -22,6 +22,7 @@ import numpy as np
 from mujoco import mjx
 
 from mimic_jax import sampling
+from mimic_jax.backend import resolve_impl
 from mimic_jax.envs.autoreset import BatchedEnv
 from mimic_jax.envs.config import EnvConfig
 from mimic_jax.envs.tracking import TrackingEnv
@@ -98,7 +99,7 @@ def main(argv=None):
     p.add_argument("--motion-set", default="locomotion_basic")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    impl = args.impl if args.impl != "auto" else ("warp" if jax.default_backend() == "gpu" else "jax")
+    impl = resolve_impl(args.impl)
     lib, set_name = load_bench_library(args.motion_set)
     device = jax.devices()[0].device_kind
     rows = []

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from mimic_jax import distributed
+from mimic_jax.backend import resolve_impl
 from mimic_jax.envs.config import EnvConfig
 from mimic_jax.ppo.config import PPOConfig
 from mimic_jax.ppo.trainer import TrainConfig, Trainer
@@ -143,7 +144,7 @@ def main(argv=None):
     if args.xla_cache:
         jax.config.update("jax_compilation_cache_dir", args.xla_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    impl = args.impl if args.impl != "auto" else ("warp" if jax.default_backend() == "gpu" else "jax")
+    impl = resolve_impl(args.impl)
     lib, set_name = load_bench_library(args.motion_set)
     rows = []
     for n in args.num_envs:
