@@ -82,7 +82,10 @@ class EnvConfig:
     on_clip_end: str = "resample"  # "resample" (reset at a new sampled frame) or "truncate"
     soft_limit_factor: float = 0.9
     state_estimation: bool = True  # False drops anchor position and pelvis linear velocity (actor 154 + M)
-    feet_only_collisions: bool = False
+    # "self": robot-floor and self-collisions (the public setting), "floor": robot-floor only, "feet": only the
+    # foot capsules, against the floor (see g1.load_model, docs/model.md)
+    collisions: str = "self"
+    joint_velocity_limits: bool = True  # clamp joint speeds to the motor classes' limits (20-37 rad/s)
     contacts_per_env: int = 40  # contact buffer per environment (Warp); overflow is an error
     constraints_per_env: int = 200  # njmax per environment (Warp)
     rewards: RewardConfig = RewardConfig()
