@@ -40,9 +40,9 @@ FOOT_GEOM = re.compile(r"^(left|right)_foot[1-7]_collision$")
 # and a geom's conaffinity holds the bits of the groups it collides with, plus the floor's. MuJoCo collides
 # two geoms when the contype of either shares a bit with the conaffinity of the other, so the collisions are
 # exactly the symmetric relation SELF_COLLISION_PAIRS (plus everything with the floor). Not listed, hence
-# never colliding: geoms of one limb with each other (neighbouring links, which the collision primitives of
-# the hip and knee chain overlap at rest) and the pelvis with the legs (the pelvis sphere overlaps the hip
-# capsules by 0.5 mm in every pose).
+# never colliding: geoms of one limb with each other (neighbouring links, whose primitives overlap by 1-8 cm
+# in the default pose) and the pelvis with the legs (the pelvis sphere overlaps the hip capsules, by 3 mm in
+# the default pose).
 FLOOR_BIT = 1
 COLLISION_GROUPS = ("pelvis", "torso", "left_leg", "right_leg", "left_arm", "right_arm")
 GROUP_BIT = {name: 2 << i for i, name in enumerate(COLLISION_GROUPS)}

@@ -87,7 +87,7 @@ class EnvConfig:
     collisions: str = "self"
     joint_velocity_limits: bool = True  # clamp joint speeds to the motor classes' limits (20-37 rad/s)
     contacts_per_env: int = 40  # contact buffer per environment (Warp); overflow is an error
-    constraints_per_env: int = 200  # njmax per environment (Warp)
+    constraints_per_env: int = 250  # njmax per environment (Warp); see docs/environment.md, contact buffers
     rewards: RewardConfig = RewardConfig()
     terminations: TerminationConfig = TerminationConfig()
     noise: NoiseConfig = NoiseConfig()
