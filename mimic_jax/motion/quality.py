@@ -8,7 +8,7 @@
   the largest horizontal slip speed, over the capsule-end spheres of a foot in contact that are within
   ``SUPPORT_BAND`` of its lowest point (those bearing the weight), of the material point at the bottom of
   the sphere (``v_centre + omega x (0, 0, -r)``): sliding and twisting count, rolling over the toe does not;
-- planted feet on other soles: ``foot_slide_p95[_<sole>]`` puts each sole of ``SOLES`` (ours, and sole
+- planted feet on other soles: ``foot_slide_p95_<sole>`` puts each sole of ``SOLES`` (ours, and sole
   shapes of other G1 models) under the clip's feet and, at every frame where a foot has sole points within
   ``CONTACT_HEIGHT`` of the floor, takes the slip speed of the slowest of them (a planted foot, or one
   rolling over an edge, has one that does not move); the 95th percentile over those frames. A foot that
@@ -41,7 +41,7 @@ GRAVITY = 9.81
 # Sole shapes: sphere centres (x, y, z) in the ankle-roll frame and their radius. "ours" is computed from the
 # model's foot capsules (both ends of each of the 7). "unitree_urdf": the 4 spheres of 5 mm (toe and heel
 # corners) of Unitree's G1 URDF (g1_29dof_rev_1_0), the foot of the public tracker. "long_box": a flat
-# 26 x 9 cm rectangle, 2.4 cm longer than ours at the toe and 2.4 cm at the heel (its corners and edge midpoints).
+# 23.4 x 9 cm rectangle reaching 2.4 cm beyond our capsule ends at toe and heel (corners, edge midpoints).
 _BOX_X, _BOX_Y = (-0.078, 0.026, 0.156), (-0.045, 0.0, 0.045)
 SOLES: dict[str, tuple[np.ndarray | None, float]] = {
     "ours": (None, FOOT_RADIUS),
