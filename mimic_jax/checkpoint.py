@@ -58,9 +58,20 @@ def config_from_dict(d: dict, cls=TrainConfig):
     """Nested dicts (e.g. read from JSON) -> ``cls``; values are checked against the field types, choices and
     ranges. Missing keys take the field default; unknown keys and bad values raise :class:`CheckpointError`."""
     try:
-        return configs.from_dict(d, cls, renamed=RENAMED_FIELDS)
+        return configs.from_dict(_legacy(d) if cls is TrainConfig else d, cls, renamed=RENAMED_FIELDS)
     except configs.ConfigDictError as exc:
         raise CheckpointError(f"config {exc}") from None
+
+
+def _legacy(d: dict) -> dict:
+    """Stored configs of earlier versions: ``env.feet_only_collisions`` (a bool; those models collided with the
+    floor only) became ``env.collisions``."""
+    env = d.get("env") if isinstance(d, dict) else None
+    if not isinstance(env, dict) or "feet_only_collisions" not in env:
+        return d
+    env = dict(env)
+    env["collisions"] = "feet" if env.pop("feet_only_collisions") else "floor"
+    return {**d, "env": env}
 
 
 def flatten_config(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -82,9 +82,12 @@ class EnvConfig:
     on_clip_end: Literal["resample", "truncate"] = "resample"  # reset at a new sampled frame, or truncate
     soft_limit_factor: Annotated[float, Range(gt=0, le=1)] = 0.9
     state_estimation: bool = True  # False drops anchor position and pelvis linear velocity (actor 154 + M)
-    feet_only_collisions: bool = False
+    # "self": robot-floor and self-collisions (the public setting), "floor": robot-floor only, "feet": only the
+    # foot capsules, against the floor (see g1.load_model, docs/model.md)
+    collisions: Literal["self", "floor", "feet"] = "self"
+    joint_velocity_limits: bool = True  # clamp joint speeds to the motor classes' limits (20-37 rad/s)
     contacts_per_env: PositiveInt = 40  # contact buffer per environment (Warp); overflow is an error
-    constraints_per_env: PositiveInt = 200  # njmax per environment (Warp)
+    constraints_per_env: PositiveInt = 250  # njmax per environment (Warp); see docs/environment.md, contact buffers
     rewards: RewardConfig = RewardConfig()
     terminations: TerminationConfig = TerminationConfig()
     noise: NoiseConfig = NoiseConfig()

@@ -156,7 +156,7 @@ def _to_episodes(records: list[dict]) -> Episodes:
 def mujoco_episodes(policy: Policy, lib: MotionLibrary, *, progress: bool = False) -> Episodes:
     """One clean episode per clip of ``lib`` on MuJoCo C; the same :class:`Episodes` as ``mjx_episodes``."""
     cfg = eval_env_config(policy.env_cfg, "clean", "jax")
-    model = g1.load_model(feet_only=cfg.feet_only_collisions)
+    model = g1.load_model(collisions=cfg.collisions)
     model.opt.timestep = cfg.physics_dt
     control = make_control(policy)
     rows = one_hot_rows(policy, lib.names)[0]
