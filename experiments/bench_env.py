@@ -22,6 +22,7 @@ import numpy as np
 from mujoco import mjx
 
 from mimic_jax import sampling
+from mimic_jax.backend import resolve_impl
 from mimic_jax.envs.autoreset import BatchedEnv
 from mimic_jax.envs.config import EnvConfig
 from mimic_jax.envs.tracking import TrackingEnv
@@ -59,8 +60,8 @@ def _time(fn, *args, repeats=3):
     return out, compile_s, float(np.median(times))
 
 
-def bench(num_envs: int, steps: int, impl: str, lib) -> dict:
-    cfg = EnvConfig(impl=impl)
+def bench(num_envs: int, steps: int, impl: str, lib, collisions: str = "self") -> dict:
+    cfg = EnvConfig(impl=impl, collisions=collisions)
     env = TrackingEnv(cfg, lib.num_motions)
     scfg = sampling.SamplerConfig()
     benv = BatchedEnv(env, num_envs, scfg)
@@ -85,8 +86,8 @@ def bench(num_envs: int, steps: int, impl: str, lib) -> dict:
     _, raw_compile, raw_s = _time(raw_rollout, m, bs.env.data)
     _, env_compile, env_s = _time(env_rollout, m, lib, bs, jax.random.PRNGKey(2))
     raw_rate, env_rate = num_envs * steps / raw_s, num_envs * steps / env_s
-    return {"num_envs": num_envs, "steps": steps, "impl": impl, "raw_env_steps_per_s": raw_rate,
-            "env_steps_per_s": env_rate, "env_over_raw": env_rate / raw_rate,
+    return {"num_envs": num_envs, "steps": steps, "impl": impl, "collisions": collisions,
+            "raw_env_steps_per_s": raw_rate, "env_steps_per_s": env_rate, "env_over_raw": env_rate / raw_rate,
             "raw_compile_s": raw_compile, "env_compile_s": env_compile}
 
 
@@ -97,13 +98,15 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--motion-set", default="locomotion_basic")
     p.add_argument("--json", default=None)
+    p.add_argument("--collisions", default="self", choices=["self", "floor", "feet"],
+                   help="env.collisions: self-collisions (default), robot-floor only, or feet only")
     args = p.parse_args(argv)
-    impl = args.impl if args.impl != "auto" else ("warp" if jax.default_backend() == "gpu" else "jax")
+    impl = resolve_impl(args.impl)
     lib, set_name = load_bench_library(args.motion_set)
     device = jax.devices()[0].device_kind
     rows = []
     for n in args.num_envs:
-        row = bench(n, args.steps, impl, lib)
+        row = bench(n, args.steps, impl, lib, args.collisions)
         row.update(device=device, motion_set=set_name, date=time.strftime("%Y-%m-%d"), jax=jax.__version__,
                    mujoco_mjx=getattr(mjx, "__version__", "3.17"), host=platform.node())
         rows.append(row)

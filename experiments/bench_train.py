@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from mimic_jax import distributed
+from mimic_jax.backend import resolve_impl
 from mimic_jax.envs.config import EnvConfig
 from mimic_jax.ppo.config import PPOConfig
 from mimic_jax.ppo.trainer import TrainConfig, Trainer
@@ -86,8 +87,8 @@ def breakdown(trainer: Trainer, carry, repeats: int = 3) -> dict:
 
 
 def bench(num_envs: int, calls: int, per_call: int, impl: str, lib, devices: int, split: bool = False,
-          graph_mode: str = "warp") -> dict:
-    env = EnvConfig(impl=impl, warp_graph_mode=graph_mode)
+          graph_mode: str = "warp", collisions: str = "self") -> dict:
+    env = EnvConfig(impl=impl, warp_graph_mode=graph_mode, collisions=collisions)
     cfg = TrainConfig(env=env, ppo=PPOConfig(num_envs=num_envs), iterations_per_call=per_call, num_devices=devices)
     t0 = time.perf_counter()
     trainer = Trainer(cfg, lib)
@@ -104,7 +105,7 @@ def bench(num_envs: int, calls: int, per_call: int, impl: str, lib, devices: int
     wall = time.perf_counter() - t0
     steps = num_envs * cfg.ppo.unroll_length * per_call * calls
     row = {"num_envs": num_envs, "devices": len(trainer.devices), "processes": jax.process_count(), "impl": impl,
-           "warp_graph_mode": graph_mode,
+           "warp_graph_mode": graph_mode, "collisions": collisions,
            "train_env_steps_per_s": steps / wall, "first_call_s": compile_s, "setup_s": setup_s,
            "iterations": per_call * (calls + 1), "final_reward_per_step": float(metrics["rollout/reward_per_step"])}
     row["seconds_per_iteration"] = wall / (per_call * calls)
@@ -133,6 +134,8 @@ def main(argv=None):
                    help="for these sizes (one device), also time the rollout and the update on their own")
     p.add_argument("--xla-cache", default=None, help="directory for JAX's persistent compilation cache")
     p.add_argument("--warp-graph-mode", default="warp", choices=["warp", "jax", "none"])
+    p.add_argument("--collisions", default="self", choices=["self", "floor", "feet"],
+                   help="env.collisions: self-collisions (default), robot-floor only, or feet only")
     p.add_argument("--processes", type=int, default=1,
                    help="one process per GPU (jax.distributed); --devices then counts all processes' devices")
     args = p.parse_args(argv)
@@ -143,13 +146,13 @@ def main(argv=None):
     if args.xla_cache:
         jax.config.update("jax_compilation_cache_dir", args.xla_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    impl = args.impl if args.impl != "auto" else ("warp" if jax.default_backend() == "gpu" else "jax")
+    impl = resolve_impl(args.impl)
     lib, set_name = load_bench_library(args.motion_set)
     rows = []
     for n in args.num_envs:
         devices = 0 if jax.process_count() > 1 else args.devices
         row = bench(n, args.calls, args.iterations_per_call, impl, lib, devices, n in args.breakdown_envs,
-                    args.warp_graph_mode)
+                    args.warp_graph_mode, args.collisions)
         row.update(device=jax.devices()[0].device_kind, motion_set=set_name, date=time.strftime("%Y-%m-%d"),
                    jax=jax.__version__, xla_cache=bool(args.xla_cache))
         rows.append(row)

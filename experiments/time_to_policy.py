@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mimic_jax.assets import g1
+from mimic_jax.backend import resolve_impl
 from mimic_jax.checkpoint import config_to_dict
 from mimic_jax.envs.config import EnvConfig, evaluation_config
 from mimic_jax.envs.tracking import TrackingEnv
@@ -111,7 +112,7 @@ def main(argv=None):
     p.add_argument("--out", default="runs/time_to_policy")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
-    impl = args.impl if args.impl != "auto" else ("warp" if jax.default_backend() == "gpu" else "jax")
+    impl = resolve_impl(args.impl)
     entries = load_motion_set(resolve_motion_set(args.motion_set))
     lib = build_library([c for _, c, _ in entries], [n for n, _, _ in entries])
     cfg = TrainConfig(env=EnvConfig(impl=impl), ppo=PPOConfig(num_envs=args.num_envs), seed=args.seed,

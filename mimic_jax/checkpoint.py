@@ -16,11 +16,14 @@ with a one-line message.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
+import shutil
+import sys
+import threading
 import time
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,8 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 import mimic_jax
+from mimic_jax import cli, configs
+from mimic_jax.envs.rewards import RENAMED_FIELDS
 from mimic_jax.motion.library import MotionLibrary, library_fingerprint
 from mimic_jax.ppo.networks import NormalizerState, PPOParams
 from mimic_jax.ppo.trainer import TrainCarry, Trainer, TrainConfig
@@ -43,73 +48,30 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used here; the message is one line naming the path and the problem."""
 
 
-# -- configs <-> JSON --------------------------------------------------------------------------------------
+# -- configs <-> JSON (mimic_jax.configs: dacite, strict) ------------------------------------------------
 def config_to_dict(cfg) -> dict:
     """Nested frozen dataclasses -> nested dicts of plain values (tuples stay tuples until JSON)."""
-    return {f.name: (config_to_dict(v) if dataclasses.is_dataclass(v) else v)
-            for f in dataclasses.fields(cfg) for v in [getattr(cfg, f.name)]}
+    return configs.to_dict(cfg)
 
 
-def config_from_dict(d: dict, cls=TrainConfig, where: str = ""):
-    """Nested dicts (e.g. read from JSON) -> ``cls``; values are checked against the field types.
-
-    Missing keys take the field default; unknown keys raise :class:`CheckpointError` naming them.
-    """
-    if not isinstance(d, dict):
-        raise CheckpointError(f"config {where or cls.__name__}: expected a mapping, got {d!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise CheckpointError(f"config {where or cls.__name__}: unknown keys {unknown}")
-    values = {k: coerce_value(v, hints[k], f"{where}{k}") for k, v in d.items()}
-    return cls(**values)
+def config_from_dict(d: dict, cls=TrainConfig):
+    """Nested dicts (e.g. read from JSON) -> ``cls``; values are checked against the field types, choices and
+    ranges. Missing keys take the field default; unknown keys and bad values raise :class:`CheckpointError`."""
+    try:
+        return configs.from_dict(_legacy(d) if cls is TrainConfig else d, cls, renamed=RENAMED_FIELDS)
+    except configs.ConfigDictError as exc:
+        raise CheckpointError(f"config {exc}") from None
 
 
-def _is_union(tp) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType)
-
-
-def coerce_value(value, tp, where: str):
-    """A JSON-like value -> the type ``tp`` of a config field (dataclass, Union, Literal, tuple, scalars)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return config_from_dict(value, tp, f"{where}.")
-    if _is_union(tp):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return coerce_value(value, arg, where)
-            except CheckpointError as exc:
-                errors.append(str(exc))
-        raise CheckpointError(errors[0] if errors else f"config {where}: {value!r} does not fit {tp}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise CheckpointError(f"config {where}: {value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise CheckpointError(f"config {where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(coerce_value(v, args[0], where) for v in value)
-        if len(value) != len(args):
-            raise CheckpointError(f"config {where}: expected {len(args)} values, got {len(value)}")
-        return tuple(coerce_value(v, a, where) for v, a in zip(value, args))
-    return _coerce_scalar(value, tp, where)
-
-
-def _coerce_scalar(value, tp, where: str):
-    ok = {bool: isinstance(value, bool),
-          int: isinstance(value, int) and not isinstance(value, bool),
-          float: isinstance(value, (int, float)) and not isinstance(value, bool),
-          str: isinstance(value, str)}
-    if tp not in ok:
-        return value
-    if not ok[tp]:
-        raise CheckpointError(f"config {where}: expected {tp.__name__}, got {value!r}")
-    return tp(value)
+def _legacy(d: dict) -> dict:
+    """Stored configs of earlier versions: ``env.feet_only_collisions`` (a bool; those models collided with the
+    floor only) became ``env.collisions``."""
+    env = d.get("env") if isinstance(d, dict) else None
+    if not isinstance(env, dict) or "feet_only_collisions" not in env:
+        return d
+    env = dict(env)
+    env["collisions"] = "feet" if env.pop("feet_only_collisions") else "floor"
+    return {**d, "env": env}
 
 
 def flatten_config(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -170,13 +132,33 @@ def save_run(run_dir, carry: TrainCarry, trainer_cfg: TrainConfig, meta: dict, *
     full_meta = {**meta, "config": config_to_dict(trainer_cfg), "model_hash": model_hash(),
                  "mimic_jax_version": mimic_jax.__version__, "state_signature": signature,
                  "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    with _manager(directory, keep) as mngr:
+    policy = _policy_item(carry)
+    with cli.deferred_interrupts(), _manager(directory, keep) as mngr:  # Ctrl-C waits for the write to end
         if step not in mngr.all_steps():
             mngr.save(step, args=ocp.args.Composite(carry=ocp.args.StandardSave(flat),
-                                                    policy=ocp.args.StandardSave(_policy_item(carry)),
+                                                    policy=ocp.args.StandardSave(policy),
                                                     meta=ocp.args.JsonSave(full_meta)))
             mngr.wait_until_finished()
     return directory / str(step)
+
+
+def remove_partial_writes(run_dir) -> list[Path]:
+    """Deletes the temporary directories of checkpoint writes that never finished (a killed process)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    partial = sorted(folder.glob("*.orbax-checkpoint-tmp*")) if folder.is_dir() else []
+    for path in partial:
+        shutil.rmtree(path)
+    return partial
+
+
+def discard_after(run_dir, step: int) -> list[int]:
+    """Deletes the checkpoints later than ``step`` (a run resumed from ``step`` rewrites them); returns them."""
+    folder = Path(run_dir).resolve() / CHECKPOINTS
+    with _manager(folder) as mngr:
+        later = sorted(s for s in mngr.all_steps() if s > step)
+        for s in later:
+            mngr.delete(s)
+    return later
 
 
 def locate(path) -> tuple[Path, int]:
@@ -196,12 +178,58 @@ def locate(path) -> tuple[Path, int]:
 
 def _restore(folder: Path, step: int, **items):
     with _manager(folder, read_only=True) as mngr:
-        if step not in mngr.all_steps():
-            raise CheckpointError(f"{folder}: no checkpoint at iteration {step} (have {mngr.all_steps()})")
+        steps = mngr.all_steps()
+        if step not in steps:
+            raise CheckpointError(f"{folder}: no checkpoint at iteration {step} (have {steps})")
+        quiet = _ClosedLoopFilter(sys.stderr)
         try:
-            return mngr.restore(step, args=ocp.args.Composite(**items))
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{folder / str(step)}: unreadable checkpoint ({type(exc).__name__})") from None
+            with contextlib.redirect_stderr(quiet):
+                return mngr.restore(step, args=ocp.args.Composite(**items))
+        except Exception as exc:  # noqa: BLE001 -- Orbax and TensorStore raise bare Exceptions for damaged files
+            sys.stderr = quiet  # reads still in flight keep finishing into the closed loop until the process ends
+            raise CheckpointError(_unreadable(folder, step, exc, [s for s in steps if s != step])) from None
+
+
+class _ClosedLoopFilter(io.TextIOBase):
+    """stderr without the 'RuntimeError: Event loop is closed' tracebacks of a failed restore.
+
+    When one array of a damaged checkpoint fails to read, Orbax closes its asyncio loop while TensorStore
+    still completes the other reads on its own threads; each completion prints such a traceback (dozens).
+    Exactly those blocks are dropped; everything else is passed through as it comes.
+    """
+
+    _NOISE = "RuntimeError: Event loop is closed"
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.pending: dict[int, str] = {}
+
+    def write(self, text: str) -> int:
+        key = threading.get_ident()
+        pending = self.pending.pop(key, "") + text
+        if not pending.startswith("Traceback"):
+            self.stream.write(pending)
+        elif pending.rstrip("\n").endswith(self._NOISE) and pending.endswith("\n"):
+            pass
+        elif any(line and not line[0].isspace() and not line.startswith("Traceback")
+                 for line in pending.split("\n")[:-1]):
+            self.stream.write(pending)  # another exception: shown whole
+        else:
+            self.pending[key] = pending  # a traceback still being printed
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _unreadable(folder: Path, step: int, exc: Exception, others: list[int]) -> str:
+    """One line for a damaged checkpoint: which, the library's reason (cut short) and what else there is."""
+    reason = (str(exc).strip().splitlines() or [""])[0].split(" See full")[0]
+    reason = f"{type(exc).__name__}: {reason[:100]}{'...' if len(reason) > 100 else ''}" if reason else \
+        type(exc).__name__
+    hint = (f"; other checkpoints here: {', '.join(map(str, others))} (resume one with --resume "
+            f"{folder}/<step>)" if others else "")
+    return f"{folder / str(step)}: unreadable checkpoint, a damaged or truncated file ({reason}){hint}"
 
 
 def read_meta(path, step: int | None = None) -> dict:
@@ -309,8 +337,8 @@ def _policy_target(folder: Path, step: int):
     loads on a CPU and back (without a target, Orbax refuses another device topology)."""
     try:
         tree = ocp.StandardCheckpointHandler().metadata(folder / str(step) / "policy").tree
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
-        raise CheckpointError(f"{folder / str(step)}: unreadable checkpoint ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 -- see _restore
+        raise CheckpointError(_unreadable(folder, step, exc, [])) from None
     device = SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), tree)
 

@@ -17,23 +17,14 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_USAGE = 2
-
-
-class UsageError(ValueError):
-    """A bad command line; one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """argparse's usage errors become one ``error:`` line (no usage dump)."""
-        raise UsageError(message)
+from mimic_jax import cli
+from mimic_jax.cli import EXIT_USAGE, UsageError  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (see the module doc)."""
-    p = _Parser(prog="python -m mimic_jax.eval", description=__doc__.split("\n")[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(prog="python -m mimic_jax.eval", description=__doc__.split("\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", type=Path, help="run directory (its latest checkpoint)")
     which.add_argument("--checkpoint", type=Path, help="one checkpoint directory (RUN/checkpoints/<iteration>)")
@@ -60,12 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args) -> None:
-    import jax
+    """Every flag on its own, before anything is loaded (outputs included: an unwritable place is refused now)."""
+    from mimic_jax.backend import resolve_impl
 
     if args.episodes < 1:
         raise UsageError(f"--episodes must be positive, got {args.episodes}")
-    if args.impl == "warp" and jax.default_backend() != "gpu":
-        raise UsageError(f"--impl warp needs a GPU (JAX's backend here is {jax.default_backend()}); use --impl jax")
+    resolve_impl(args.impl)
+    for flag, path, kind in (("--json", args.json, "file"), ("--csv", args.csv, "file"),
+                             ("--video", args.video, "file"), ("--plots", args.plots, "directory")):
+        if path is not None:
+            cli.check_writable(path, flag, kind=kind)
     if args.export_only and not args.export_onnx:
         raise UsageError("--export-only needs --export-onnx")
     if args.onnx_motion and not args.export_onnx:
@@ -131,7 +126,8 @@ def _run_info(run) -> dict:
 
 def _evaluate(args, run, policy, lib, text: str, generalization: bool) -> dict:
     from mimic_jax.evaluation import report as rep
-    from mimic_jax.evaluation.rollout import eval_env_config, mjx_episodes, one_hot_rows, resolve_impl
+    from mimic_jax.backend import resolve_impl
+    from mimic_jax.evaluation.rollout import eval_env_config, mjx_episodes, one_hot_rows
 
     impl = resolve_impl(args.impl)
     cfg = eval_env_config(policy.env_cfg, args.mode, impl)
@@ -231,8 +227,13 @@ def main(argv=None) -> int:
         if args.export_onnx:
             _export(args, policy, lib)
     except (ValueError, CheckpointError, RenderError) as exc:  # UsageError, MotionSetError, PolicyError, ...
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return cli.fail(exc)
+    except OSError as exc:
+        return cli.fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        cli.close_progress_bars()
+        print("interrupted", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
     return 0
 
 

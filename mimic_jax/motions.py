@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mimic_jax import cli
+from mimic_jax.cli import EXIT_USAGE, UsageError
 from mimic_jax.motion.clip import CLIP_FPS, JOINT_LIMIT_SLACK, Clip, MotionFileError, save_clip
 
-EXIT_PROBLEMS, EXIT_USAGE = 1, 2
+EXIT_PROBLEMS = 1
 
 
 def _frames_arg(text: str) -> tuple[int | None, int | None]:
@@ -47,12 +49,30 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, unit="file", leave=False, file=sys.stderr)
 
 
+def import_targets(sources: list[Path], out: Path) -> list[Path]:
+    """The output file of each source; refuses, before anything is read, an output that is not ``.npz``,
+    one that is its own input (the source would be replaced) and two inputs writing the same output."""
+    many = len(sources) > 1 or out.suffix == ""
+    targets = [out / f"{src.stem}.npz" if many else out for src in sources]
+    for src, target in zip(sources, targets):
+        if cli.same_file(src, target) or src.resolve() == target.resolve():
+            raise UsageError(f"--out {target} is the input {src}: importing would replace the source; "
+                             "write elsewhere")
+    if not many and out.suffix.lower() != ".npz":
+        raise UsageError(f"--out {out}: a clip file ends in .npz (or give a folder for several inputs)")
+    cli.check_writable(out, "--out", kind="directory" if many else "file")
+    clash = sorted({str(t) for t in targets if targets.count(t) > 1})
+    if clash:
+        raise UsageError(f"--out: several inputs would write {', '.join(clash)} (same file stem)")
+    return targets
+
+
 def _cmd_import(args) -> int:
     from mimic_jax.motion.formats import import_motion
 
-    many = len(args.src) > 1 or args.out.suffix == ""
-    for src in _progress(args.src, "importing"):
-        out = args.out / f"{Path(src).stem}.npz" if many else args.out
+    sources = [Path(src) for src in args.src]
+    targets = import_targets(sources, args.out)
+    for src, out in _progress(list(zip(sources, targets)), "importing"):
         clip = import_motion(src, format=args.format, input_fps=args.fps, joint_order=args.joint_order,
                              frame_range=args.frames)
         save_clip(out, clip)
@@ -172,7 +192,7 @@ def _cmd_synth(argv: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of every command but ``synth`` (whose arguments go to its own parser)."""
-    parser = argparse.ArgumentParser(prog="python -m mimic_jax.motions", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m mimic_jax.motions", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("import", help="convert motion files to clip files (50 fps, forward kinematics)")
     p.add_argument("src", nargs="+", help="CSV / npz motion files")
@@ -218,16 +238,22 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["synth"]:
         return _cmd_synth(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return cli.fail(exc)
     from mimic_jax.motion.viz import RenderError
 
     with warnings.catch_warnings():
         warnings.showwarning = _print_warning
         try:
             return COMMANDS[args.command](args)
-        except (MotionFileError, RenderError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        except (MotionFileError, RenderError, UsageError, OSError) as exc:
+            return cli.fail(exc)
+        except KeyboardInterrupt:
+            cli.close_progress_bars()
+            print("interrupted", file=sys.stderr)
+            return cli.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from mimic_jax.configs import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat, check_fields
+
 _TINY = 1e-12
 
 
@@ -69,27 +71,19 @@ class SamplerConfig:
       motion_temperature: T in the clip difficulty d_j = rbar_j^(1 / T); T > 1 flattens.
     """
 
-    bin_size_seconds: float = 1.0
-    uniform_mix: float = 0.1
-    kernel_gamma: float = 0.8
-    kernel_size: int = 3
-    ema_alpha: float = 0.001
+    bin_size_seconds: PositiveFloat = 1.0
+    uniform_mix: UnitFloat = 0.1
+    kernel_gamma: NonNegativeFloat = 0.8
+    kernel_size: PositiveInt = 3
+    ema_alpha: UnitFloat = 0.001
     credit: Literal["failure", "start"] = "failure"
-    visit_eps: float = 1e-6
+    visit_eps: NonNegativeFloat = 1e-6
     motion_weighting: Literal["difficulty", "uniform"] = "difficulty"
-    motion_uniform_floor: float = 0.5
-    motion_temperature: float = 1.0
+    motion_uniform_floor: UnitFloat = 0.5
+    motion_temperature: PositiveFloat = 1.0
 
     def __post_init__(self):
-        if self.credit not in ("failure", "start"):
-            raise ValueError(f"credit must be 'failure' or 'start', got {self.credit!r}")
-        if self.motion_weighting not in ("difficulty", "uniform"):
-            raise ValueError(f"unknown motion_weighting {self.motion_weighting!r}")
-        if self.kernel_size < 1 or self.bin_size_seconds <= 0 or self.motion_temperature <= 0:
-            raise ValueError("kernel_size >= 1, bin_size_seconds > 0, motion_temperature > 0")
-        for name in ("uniform_mix", "ema_alpha", "motion_uniform_floor"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1]")
+        check_fields(self)
 
 
 @struct.dataclass

@@ -13,30 +13,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import signal
 import sys
 import time
 from pathlib import Path
 
-from mimic_jax.checkpoint import (CheckpointError, check_compatible, config_from_dict, config_to_dict, read_meta,
-                                  restore_carry, run_meta, save_run)
+from mimic_jax import cli
+from mimic_jax.checkpoint import (CheckpointError, check_compatible, config_from_dict, config_to_dict,
+                                  discard_after, read_meta, remove_partial_writes, restore_carry, run_meta,
+                                  save_run)
+from mimic_jax.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError  # noqa: F401
 from mimic_jax.presets import PRESETS, apply_settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(ValueError):
-    """A bad command line; one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; every flag maps onto a TrainConfig field or a run setting."""
-    p = _Parser(prog="python -m mimic_jax.train", description=__doc__.split("\n")[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(prog="python -m mimic_jax.train", description=__doc__.split("\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--motion-set", help="set name, set YAML path or comma-separated clip files")
     p.add_argument("--preset", choices=sorted(PRESETS), help="default: full on a GPU, demo on a CPU")
     p.add_argument("--impl", choices=("auto", "jax", "warp"), help="MJX backend (default auto: warp on a GPU)")
@@ -52,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, help="checkpoints to keep (default 5)")
     p.add_argument("--resume", type=Path, help="continue the run in this directory exactly where it stopped")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. ppo.learning_rate=3e-4 or env.on_clip_end=truncate")
+                   help="config override, e.g. ppo.learning_rate=3e-4 or env.on_clip_end=truncate; the same as "
+                        "--ppo.learning-rate 3e-4 (any config field as a dotted flag, applied before --set)")
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (if installed)")
     return p
 
@@ -87,41 +81,54 @@ def _positive(args, *names):
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
 
 
-def _impl(args, backend: str, resuming: bool) -> str | None:
-    """The MJX implementation to use, or None to keep the stored one (resume without --impl)."""
-    if args.impl in (None, "auto"):
-        return None if resuming else ("warp" if backend == "gpu" else "jax")
-    if args.impl == "warp" and backend != "gpu":
-        raise UsageError(f"--impl warp needs a GPU (JAX's backend here is {backend}); use --impl jax")
-    return args.impl
+def _impl(args, stored_impl: str | None) -> str:
+    """The MJX implementation: ``--impl`` (auto: Warp on a GPU), or on resume without it the stored one."""
+    from mimic_jax.backend import resolve_impl
+
+    if args.impl in (None, "auto") and stored_impl is not None:
+        return resolve_impl(stored_impl)  # a run trained with Warp needs a GPU to continue
+    return resolve_impl(args.impl or "auto")
+
+
+def _check_layout(cfg, num_devices: int) -> None:
+    """The batch layout the trainer needs, checked before anything is built."""
+    envs, unroll, minibatches = cfg.ppo.num_envs, cfg.ppo.unroll_length, cfg.ppo.num_minibatches
+    if envs % num_devices:
+        raise UsageError(f"{envs} envs (ppo.num_envs) do not split over {num_devices} devices")
+    if (envs // num_devices * unroll) % minibatches:
+        raise UsageError(f"{envs // num_devices} envs x {unroll} steps per device do not split into {minibatches} "
+                         "minibatches (ppo.num_minibatches)")
 
 
 def _config(args, stored: dict | None, spec):
     """TrainConfig and preset name: preset (or the checkpoint's config), set sampler overrides, flags, --set."""
     import jax
 
+    from mimic_jax.backend import resolve_impl
     from mimic_jax.envs.autoreset import with_sampler_overrides
 
     backend = jax.default_backend()
+    stored_impl = None
     if stored is not None:
         preset = stored.get("run", {}).get("preset", "")
         if args.preset and args.preset != preset:
             raise UsageError(f"--preset {args.preset} differs from the run's preset {preset!r}; drop --preset")
         cfg = config_from_dict(stored["config"])
+        stored_impl = cfg.env.impl
     else:
         preset = args.preset or ("full" if backend == "gpu" else "demo")
         cfg = PRESETS[preset].train
         cfg = dataclasses.replace(cfg, sampler=with_sampler_overrides(cfg.sampler, dict(spec.sampler)))
-    impl = _impl(args, backend, stored is not None)
-    if impl:
-        cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, impl=impl))
+    cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, impl=_impl(args, stored_impl)))
     if args.num_envs:
         cfg = dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, num_envs=args.num_envs))
     top = {"seed": args.seed, "num_devices": args.devices, "iterations_per_call": args.iterations_per_call}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in top.items() if v is not None})
     cfg = apply_settings(cfg, args.settings)
+    resolve_impl(cfg.env.impl)  # also after --set env.impl=warp
     if cfg.num_devices > len(jax.local_devices()):
         raise UsageError(f"--devices {cfg.num_devices}: only {len(jax.local_devices())} {backend} device(s) here")
+    _check_layout(cfg, cfg.num_devices or len(jax.local_devices()))
     return cfg, preset
 
 
@@ -145,10 +152,20 @@ def _resolved(spec) -> str:
     return str(spec.source) if spec.source else ",".join(str(e.path.resolve()) for e in spec.entries)
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line; dotted config flags (``--ppo.learning-rate 3e-4``) join the ``--set`` overrides."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    args.settings = cli.dotted_settings(extra, parser.prog) + args.settings
+    return args
+
+
 def plan_run(args):
     """Command line -> (TrainConfig, RunSettings, spec, stored meta or None); raises one-line user errors."""
     _positive(args, "num_envs", "iterations", "env_steps", "iterations_per_call", "checkpoint_every", "keep",
               "devices")
+    if args.out is not None:
+        cli.check_writable(args.out, "--out", kind="directory")
     stored = read_meta(args.resume) if args.resume else None
     text, spec = _motion_set(args, stored)
     cfg, preset = _config(args, stored, spec)
@@ -157,10 +174,12 @@ def plan_run(args):
         run_dir = Path(stored["checkpoint"]).parent.parent
         if args.out and args.out.resolve() != run_dir:
             raise UsageError(f"--out {args.out} differs from the resumed run {run_dir}; drop --out")
+        cli.check_writable(run_dir, "--resume", kind="directory")
     else:
         run_dir = (args.out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
         if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
             raise UsageError(f"{run_dir} already holds checkpoints; continue it with --resume {run_dir}")
+        cli.check_writable(run_dir, "--out", kind="directory")
     steps = cfg.ppo.num_envs * cfg.ppo.unroll_length
     iterations = args.iterations or (math.ceil(args.env_steps / steps) if args.env_steps else None)
     defaults = PRESETS.get(preset, PRESETS["demo"])
@@ -243,7 +262,9 @@ def train_loop(trainer, carry, settings: RunSettings, log, start: int, last_save
                 checkpoint, saved_at = _save(trainer, carry, settings, log), iteration
     except KeyboardInterrupt:
         if _savable(carry):
-            checkpoint = _save(trainer, carry, settings, log)
+            log.write("interrupted: saving the current state (Ctrl-C is ignored until it is written)")
+            with cli.ignored_interrupts():
+                checkpoint = _save(trainer, carry, settings, log)
             iteration = int(Path(checkpoint).name)
         return LoopResult(carry, iteration, EXIT_INTERRUPTED, checkpoint)
     return LoopResult(carry, iteration, EXIT_OK, checkpoint)
@@ -269,18 +290,21 @@ def _setup(args):
     from mimic_jax.ppo.trainer import Trainer
 
     cfg, settings, spec, stored = plan_run(args)
+    for path in remove_partial_writes(settings.run_dir):
+        print(f"note: removed {path}, a checkpoint write that did not finish", file=sys.stderr)
     wandb_run = _wandb(args.wandb, cfg, settings)
-    clips = load_motion_set(spec, progress=True)
+    clips = load_motion_set(spec, progress=sys.stderr.isatty())
     lib = build_library([c for _, c, _ in clips], [name for name, _, _ in clips])
     if stored is not None:
         check_compatible(stored, lib)  # before building the trainer: a wrong set fails in seconds
     trainer = Trainer(cfg, lib, clip_weights=[w for _, _, w in clips])
-    if (trainer.envs_per_device * cfg.ppo.unroll_length) % cfg.ppo.num_minibatches:
-        raise UsageError(f"{trainer.envs_per_device} envs x {cfg.ppo.unroll_length} steps per device do not split "
-                         f"into {cfg.ppo.num_minibatches} minibatches")
     if stored is not None:
         carry, meta = restore_carry(stored["checkpoint"], trainer)
         start, wall = int(meta["iteration"]), float(meta.get("wall_s", 0.0))
+        later = discard_after(settings.run_dir, start)  # this run goes on from ``start``: later steps are stale
+        if later:
+            print(f"note: removed checkpoints {', '.join(map(str, later))}, later than the resumed {start}",
+                  file=sys.stderr)
     else:
         carry, start, wall = trainer.init(), 0, 0.0
     jax.block_until_ready(carry)  # donating buffers that are still being written can hang the CPU runtime
@@ -291,7 +315,7 @@ def _report(result: LoopResult, settings: RunSettings, log) -> int:
     resume = f"python -m mimic_jax.train --resume {settings.run_dir}"
     if result.status == EXIT_FAILED:
         kept = (f"last good checkpoint: {result.checkpoint}" if result.checkpoint else "no checkpoint was saved")
-        print(f"error: {result.message}; stopped without saving that state ({kept})", file=sys.stderr)
+        cli.fail(f"{result.message}; stopped without saving that state ({kept})", EXIT_FAILED)
     elif result.status == EXIT_INTERRUPTED:
         where = f"saved {result.checkpoint}" if result.checkpoint else "nothing new saved"
         print(f"interrupted at iteration {result.iteration}: {where}; continue with: {resume}", file=sys.stderr)
@@ -306,12 +330,14 @@ def main(argv=None) -> int:
     from mimic_jax.training_log import TrainingLog
 
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
         trainer, carry, settings, stored, (start, wall, wandb_run) = _setup(args)
     except (ValueError, CheckpointError) as exc:  # MotionSetError, CheckpointError, SettingError, UsageError
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return cli.fail(exc)
+    except OSError as exc:  # a run directory that cannot be written after all
+        return cli.fail(f"{exc.filename or ''}: {exc.strerror or exc}")
     except KeyboardInterrupt:
+        cli.close_progress_bars()
         print("interrupted before training started; nothing saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     cfg = trainer.cfg
@@ -333,4 +359,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping: more Ctrl-C must not cut JAX's exit clean-up
+    sys.exit(code)

@@ -28,7 +28,7 @@ def standing_library(frames=400):
 
 
 def settings():
-    env = EnvConfig(feet_only_collisions=True, randomization=RandomizationConfig(enabled=False, push=False))
+    env = EnvConfig(collisions="feet", randomization=RandomizationConfig(enabled=False, push=False))
     ppo = PPOConfig(num_envs=8, unroll_length=4, num_epochs=2, num_minibatches=1, hidden_sizes=(32, 32))
     return env, ppo
 

@@ -2,6 +2,10 @@
 
 import dataclasses
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +21,7 @@ from mimic_jax.presets import DEMO, apply_settings
 from mimic_jax.train import EXIT_FAILED, EXIT_INTERRUPTED, RunSettings, train_loop
 from mimic_jax.training_log import TrainingLog
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ["ppo.num_envs=8", "ppo.unroll_length=8", "ppo.hidden_sizes=32,32", "ppo.num_epochs=2",
         "ppo.num_minibatches=2"]
 
@@ -179,3 +184,39 @@ def test_ctrl_c_saves_and_stops(trainer, started, tmp_path, monkeypatch):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [3] and records[0]["env_steps"] == 3 * 64
     assert "sampler/stand/failure_rate" in records[0] and "wall_s" in records[0]
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_does_not_cut_the_last_save(trainer, started, tmp_path, monkeypatch):
+    """Ctrl-C stops the run; two more arrive while its state is being saved: the save still completes."""
+    import orbax.checkpoint as ocp
+
+    def interrupted_step(carry):
+        raise KeyboardInterrupt
+
+    real_save = ocp.CheckpointManager.save
+
+    def interrupted_save(self, *args, **kwargs):
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted_step)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", interrupted_save)
+    log = _log(tmp_path, 2, 10, trainer)
+    result = train_loop(trainer, jax.tree.map(jnp.copy, started[0]), _settings(tmp_path, 10), log, start=2)
+    log.close()
+    assert result.status == EXIT_INTERRUPTED and result.checkpoint == tmp_path.resolve() / "checkpoints" / "2"
+    assert ckpt.load_run(tmp_path).iteration == 2
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["2"]
+
+
+@pytest.mark.parametrize("name", ["ttp_walk", "ttp_loco"])
+def test_configs_stored_by_earlier_versions_still_load(name):
+    """experiments/results keep the configs of earlier runs (e.g. ``undesired_contact_weight``, now
+    ``undesired_contacts_weight``: the reward terms' table names every field ``<term>_weight``)."""
+    stored = json.loads((ROOT / "experiments" / "results" / name / "config.json").read_text())
+    cfg = ckpt.config_from_dict(stored)
+    assert cfg.env.rewards.undesired_contacts_weight == stored["env"]["rewards"]["undesired_contact_weight"]
+    assert cfg.ppo.num_envs == stored["ppo"]["num_envs"]

@@ -328,7 +328,7 @@ def write_teacher(run_dir: Path, clip_paths: list[Path], *, num_motions: int | N
     from mimic_jax.ppo.trainer import TrainConfig
 
     lib = build_library([load_clip(p) for p in clip_paths], [p.stem for p in clip_paths])
-    cfg = TrainConfig(env=EnvConfig(feet_only_collisions=True), ppo=PPOConfig(hidden_sizes=(32, 32)))
+    cfg = TrainConfig(env=EnvConfig(collisions="feet"), ppo=PPOConfig(hidden_sizes=(32, 32)))
     sizes = observation_size(cfg.env, num_motions or lib.num_motions)
     nets = make_networks(sizes["actor"], sizes["critic"], g1.NUM_JOINTS, cfg.ppo)
     params, norm = nets.init(jax.random.PRNGKey(0)), nets.init_normalizer()

@@ -85,7 +85,7 @@ def exported(tmp_path_factory):
     lib = build_library([load_clip(f) for f in files], list(NAMES))
     out = {"root": root, "lib": lib, "files": dict(zip(NAMES, files))}
     for name, gain, estimation in (("calm", 1.0, True), ("wild", 5.0, True), ("blind", 1.0, False)):
-        policy = _policy(EnvConfig(feet_only_collisions=True, state_estimation=estimation), gain)
+        policy = _policy(EnvConfig(collisions="feet", state_estimation=estimation), gain)
         export_deployment(root / name / "policy.onnx", policy, lib=lib, motion="sway")
         out[name] = policy
     return out
@@ -378,7 +378,7 @@ def test_export_refuses_a_model_deploy_yaml_cannot_describe():
     model.geom_friction[0, 0] += 0.1
     with pytest.raises(ExportError, match="differs from its MJCF in geom_friction"):
         model_facts.model_section(model)
-    model = model_facts.training_model(EnvConfig(feet_only_collisions=True, physics_dt=0.004))
+    model = model_facts.training_model(EnvConfig(collisions="feet", physics_dt=0.004))
     section = model_facts.model_section(model)  # what it can describe: collisions switched off, timestep
     assert section["overrides"]["timestep"] == 0.004 and set(section["overrides"]["geom_conaffinity"]) == set(
         section["overrides"]["geom_contype"]) and "left_foot1_collision" not in section["overrides"]["geom_contype"]

@@ -188,7 +188,7 @@ def run_dir(tmp_path_factory):
     paths = [save_clip(root / "stand.npz", _clip(40, 0.0)), save_clip(root / "sway.npz", _clip(30, 0.03))]
     save_clip(root / "lean.npz", _clip(30, 0.05))
     lib = build_library([_clip(40, 0.0), _clip(30, 0.03)], ["stand", "sway"])
-    cfg = TrainConfig(env=EnvConfig(feet_only_collisions=True),
+    cfg = TrainConfig(env=EnvConfig(collisions="feet"),
                       ppo=PPOConfig(num_envs=4, unroll_length=4, num_epochs=1, num_minibatches=2,
                                     hidden_sizes=(32, 32)))
     trainer = Trainer(cfg, lib)

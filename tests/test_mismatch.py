@@ -206,7 +206,7 @@ def test_training_options_change_their_fields_within_range(model, index, mx):
         assert np.all(values[:, joints] <= OPTIONS[option][1]), option
 
 
-def test_training_options_parse_and_check():
+def test_training_options_parse_and_check(index, mx):
     from mimic_jax.presets import apply_settings
     from mimic_jax.ppo.trainer import TrainConfig
 
@@ -214,10 +214,14 @@ def test_training_options_parse_and_check():
                                          "env.randomization.action_delay_steps=0,2"])
     assert cfg.env.randomization.link_mass_scale == (0.9, 1.1)
     assert randomize.max_action_delay(cfg.env.randomization) == 2
-    for bad in ({"action_delay_steps": (2, 1)}, {"joint_damping": (-0.1, 0.1)}):
-        with pytest.raises(ValueError, match="env.randomization"):
-            randomize.check_options(dataclasses.replace(RandomizationConfig(), **bad))
-    randomize.check_options(dataclasses.replace(RandomizationConfig(), torso_added_mass=(-2.0, 2.0)))
+    for bad, field in (({"action_delay_steps": (2, 1)}, "action_delay_steps"), ({"joint_damping": (-0.1, 0.1)},
+                       "joint_damping"), ({"link_mass_scale": (0.0, 1.0)}, "link_mass_scale"),
+                       ({"imu_tilt_deg": 50.0}, "imu_tilt_deg")):
+        with pytest.raises(ValueError, match=field):
+            RandomizationConfig(**bad)
+    with pytest.raises(ValueError, match="without mass"):
+        randomize.mismatch_fields(mx, index, RandomizationConfig(torso_added_mass=(-9.0, 0.0)),
+                                  jax.random.PRNGKey(0), 2)
 
 
 # -- action delay and IMU tilt -----------------------------------------------------------------------------
@@ -246,7 +250,7 @@ def test_env_delays_the_command_and_tilts_the_actor_imu(monkeypatch):
     from mimic_jax.motion.clip import make_clip
     from mimic_jax.motion.library import build_library
 
-    cfg = EnvConfig(feet_only_collisions=True, noise=NoiseConfig(enabled=False),
+    cfg = EnvConfig(collisions="feet", noise=NoiseConfig(enabled=False),
                     randomization=RandomizationConfig(action_delay_steps=(2, 2), imu_tilt_deg=2.0))
     env = TrackingEnv(cfg, 1)
     # Physics is MJX's own; here only what the motors are told matters.
@@ -418,7 +422,7 @@ def replay():
     from mimic_jax.ppo.trainer import TrainConfig
 
     lib = build_library([_clip(24, 0.0), _clip(16, 0.4)], ["stand", "wave"])
-    cfg = TrainConfig(env=EnvConfig(feet_only_collisions=True), ppo=PPOConfig(hidden_sizes=(32, 29)))
+    cfg = TrainConfig(env=EnvConfig(collisions="feet"), ppo=PPOConfig(hidden_sizes=(32, 29)))
     return joint_replay_policy(cfg, ("stand", "wave")), lib
 
 

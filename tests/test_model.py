@@ -74,6 +74,66 @@ def test_options_and_feet(model):
     np.testing.assert_allclose(model.key_qpos[1, 7:], g1.joint_table().default_pos)
 
 
+def _collides(model, a, b) -> bool:
+    """MuJoCo's contype/conaffinity rule (the parent-child filter never applies to the pairs asked here)."""
+    ct, ca = model.geom_contype, model.geom_conaffinity
+    return bool((ct[a] & ca[b]) | (ct[b] & ca[a]))
+
+
+def _group_pairs(model) -> set[frozenset]:
+    geoms = [g for g in range(model.ngeom) if model.geom_bodyid[g] and model.geom_contype[g]]
+    groups = {g: build_g1.collision_group(model.body(model.geom_bodyid[g]).name) for g in geoms}
+    return {frozenset((groups[a], groups[b])) for i, a in enumerate(geoms) for b in geoms[i + 1:]
+            if _collides(model, a, b)}
+
+
+def test_collision_modes():
+    self_model = g1.load_model(collisions="self")
+    floor = mujoco.mj_name2id(self_model, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+    robot = [g for g in range(self_model.ngeom) if self_model.geom_bodyid[g] and self_model.geom_contype[g]]
+    assert len(robot) == 33 and all(_collides(self_model, floor, g) for g in robot)
+    expected = {frozenset(p) for p in [("left_leg", "right_leg"), ("left_leg", "torso"), ("right_leg", "torso"),
+                                       ("left_arm", "right_arm")]}
+    expected |= {frozenset((arm, other)) for arm in ("left_arm", "right_arm")
+                 for other in ("pelvis", "torso", "left_leg", "right_leg")}
+    assert _group_pairs(self_model) == expected
+    # 1 pelvis, 2 torso, 11 per leg (hip, thigh, shin, brace, 7 foot capsules), 4 per arm geoms:
+    # legs 11 * 11, legs-torso 2 * 11 * 2, arms-pelvis 2 * 4, arms-torso 2 * 4 * 2, arms-legs 4 * 4 * 11, arms 4 * 4.
+    pairs = sum(_collides(self_model, a, b) for i, a in enumerate(robot) for b in robot[i + 1:])
+    assert pairs == 121 + 44 + 8 + 16 + 176 + 16
+    floor_model = g1.load_model(collisions="floor")
+    assert _group_pairs(floor_model) == set()
+    assert all(_collides(floor_model, floor, g) for g in robot)
+    feet = g1.load_model(collisions="feet")
+    colliding = [feet.geom(g).name for g in range(feet.ngeom) if feet.geom_contype[g] and feet.geom_bodyid[g]]
+    assert len(colliding) == 14 and all(build_g1.FOOT_GEOM.match(n) for n in colliding)
+    assert _group_pairs(feet) == set()
+    with pytest.raises(ValueError, match="collisions must be one of"):
+        g1.load_model(collisions="none")
+
+
+@pytest.mark.parametrize("key", ["home", "knees_bent"])
+def test_keyframes_free_of_self_contact(key):
+    """In the air, the keyframe poses touch nothing: no pair of the self-collision table is in contact."""
+    model = g1.load_model()
+    data = mujoco.MjData(model)
+    data.qpos[:] = model.key(key).qpos
+    data.qpos[2] += 1.0
+    mujoco.mj_forward(model, data)
+    assert data.ncon == 0
+
+
+def test_velocity_limits():
+    table = g1.joint_table()
+    limits = dict(zip(g1.JOINT_NAMES, table.velocity_limit))
+    # Per motor class (facts file): 7520_14 32, 7520_22 20, 5020 37 (also the doubled linkage joints), 4010 22.
+    expected = {"left_hip_pitch_joint": 32.0, "waist_yaw_joint": 32.0, "left_hip_roll_joint": 20.0,
+                "right_knee_joint": 20.0, "left_ankle_pitch_joint": 37.0, "waist_pitch_joint": 37.0,
+                "left_elbow_joint": 37.0, "right_wrist_roll_joint": 37.0, "left_wrist_yaw_joint": 22.0}
+    assert {k: limits[k] for k in expected} == expected
+    assert set(table.velocity_limit) == {20.0, 22.0, 32.0, 37.0}
+
+
 def _quat_to_mat(q):
     w, x, y, z = q
     return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],

@@ -128,7 +128,7 @@ def tiny_run(tmp_path_factory):
     clip = make_clip(np.tile([0.0, 0.0, g1.DEFAULT_ROOT_HEIGHT], (frames, 1)), np.tile([1.0, 0, 0, 0], (frames, 1)),
                      np.tile(default, (frames, 1)))
     paths = [save_clip(root / f"{name}.npz", clip) for name in NAMES]
-    cfg = TrainConfig(env=EnvConfig(feet_only_collisions=True), ppo=PPOConfig(hidden_sizes=(16,)))
+    cfg = TrainConfig(env=EnvConfig(collisions="feet"), ppo=PPOConfig(hidden_sizes=(16,)))
     policy = _policy(cfg)
     state = TrainState(params=policy.params, normalizer=policy.normalizer, opt_state=(), iteration=jnp.int32(0),
                        sgd_steps=jnp.int32(0))

@@ -15,7 +15,7 @@ import pytest
 from mimic_jax.checkpoint import load_run
 from mimic_jax.motion.clip import save_clip
 from mimic_jax.presets import DEMO, FULL, SettingError, apply_settings
-from mimic_jax.train import main
+from mimic_jax.train import main, parse_args
 
 from test_checkpoint import TINY, standing_clip  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -38,6 +38,18 @@ def test_overrides_are_parsed_by_field_type():
     with pytest.raises(SettingError, match="not one of 'failure', 'start'"):
         apply_settings(cfg, ["sampler.credit=end"])
     assert FULL.train.ppo.num_envs == 4096 and FULL.train.env.impl == "warp" and DEMO.train.env.impl == "jax"
+
+
+def test_dotted_config_flags_are_settings():
+    args = parse_args(["--motion-set", "x", "--ppo.learning-rate", "3e-4", "--ppo.hidden-sizes", "16", "8",
+                       "--env.on-clip-end=truncate", "--set", "seed=3", "--env.rewards.action-rate-weight", "-0.2"])
+    assert args.settings == ["ppo.learning_rate=3e-4", "ppo.hidden_sizes=16,8", "env.on_clip_end=truncate",
+                             "env.rewards.action_rate_weight=-0.2", "seed=3"]
+    cfg = apply_settings(DEMO.train, args.settings)
+    assert (cfg.ppo.learning_rate, cfg.ppo.hidden_sizes, cfg.env.rewards.action_rate_weight) == (3e-4, (16, 8), -0.2)
+    for argv, message in ((["--ppo.learning-rate"], "needs a value"), (["stray"], "unrecognized arguments: stray")):
+        with pytest.raises(ValueError, match=message):
+            parse_args(argv)
 
 
 @pytest.fixture(scope="module")

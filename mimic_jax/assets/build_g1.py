@@ -35,8 +35,27 @@ KNEES_BENT = {
     "right_shoulder_roll_joint": -0.2,
 }
 FOOT_GEOM = re.compile(r"^(left|right)_foot[1-7]_collision$")
-ROBOT_CONTYPE, ROBOT_CONAFFINITY = 2, 1  # robot geoms touch the floor, not each other
-FLOOR_CONTYPE, FLOOR_CONAFFINITY = 1, 2
+
+# Collisions. Every robot collision geom belongs to the group of its body; each group owns one contype bit
+# and a geom's conaffinity holds the bits of the groups it collides with, plus the floor's. MuJoCo collides
+# two geoms when the contype of either shares a bit with the conaffinity of the other, so the collisions are
+# exactly the symmetric relation SELF_COLLISION_PAIRS (plus everything with the floor). Not listed, hence
+# never colliding: geoms of one limb with each other (neighbouring links, whose primitives overlap by 1-8 cm
+# in the default pose) and the pelvis with the legs (the pelvis sphere overlaps the hip capsules, by 3 mm in
+# the default pose).
+FLOOR_BIT = 1
+COLLISION_GROUPS = ("pelvis", "torso", "left_leg", "right_leg", "left_arm", "right_arm")
+GROUP_BIT = {name: 2 << i for i, name in enumerate(COLLISION_GROUPS)}
+SELF_COLLISION_PAIRS = (
+    ("left_leg", "right_leg"), ("left_leg", "torso"), ("right_leg", "torso"),
+    ("left_arm", "pelvis"), ("left_arm", "torso"), ("left_arm", "left_leg"), ("left_arm", "right_leg"),
+    ("right_arm", "pelvis"), ("right_arm", "torso"), ("right_arm", "left_leg"), ("right_arm", "right_leg"),
+    ("left_arm", "right_arm"),
+)
+# MJX's JAX backend (the CPU one) checks every listed geom pair each step and gives each a constraint row
+# whether it touches or not; this custom option makes it check only the 8 closest pairs (by bounding
+# sphere) of each collision-function group. MuJoCo C and MJX-Warp ignore it.
+MJX_MAX_GEOM_PAIRS = 8
 
 
 def load_facts(path: Path = FACTS_PATH) -> dict:
@@ -52,7 +71,7 @@ def motor_table(facts: dict) -> dict[str, dict]:
     """Per joint: armature, kp, kd, effort limit and action scale from the motor classes.
 
     The 4-bar linkage joints (waist pitch/roll, ankles) use two 5020 motors: armature, kp, kd and effort
-    are doubled; the action scale 0.25 * effort / kp is unchanged.
+    are doubled; the action scale 0.25 * effort / kp and the velocity limit are unchanged.
     """
     classes = facts["actuator_classes"]
     motors = classes["motors"]
@@ -70,6 +89,7 @@ def motor_table(facts: dict) -> dict[str, dict]:
                     "kp": k * m["kp"],
                     "kd": k * m["kd"],
                     "effort": k * m["effort_limit_nm"],
+                    "velocity_limit": m["velocity_limit_rad_s"],  # the linkage's two motors: same speed
                     "action_scale": 0.25 * m["effort_limit_nm"] / m["kp"],
                 }
                 break
@@ -103,12 +123,31 @@ def _visual_geoms(body_el: ET.Element, body: dict, children: list[dict]) -> None
                                         "pos": "0.09 0 0", "rgba": "0.75 0.75 0.78 1"})
 
 
+def collision_group(body: str) -> str:
+    """The collision group (``COLLISION_GROUPS``) of a robot body."""
+    if body in ("pelvis", "torso_link"):
+        return body.removesuffix("_link")
+    match = re.match(r"^(left|right)_(hip|knee|ankle|shoulder|elbow|wrist)_", body)
+    if match is None:
+        raise ValueError(f"{FACTS_PATH}: body {body} has collision geoms but no collision group")
+    limb = "leg" if match.group(2) in ("hip", "knee", "ankle") else "arm"
+    return f"{match.group(1)}_{limb}"
+
+
+def group_affinity(group: str) -> int:
+    """Conaffinity of a group's geoms: the floor and every group it is paired with."""
+    partners = [b if a == group else a for a, b in SELF_COLLISION_PAIRS if group in (a, b)]
+    return FLOOR_BIT | sum(GROUP_BIT[p] for p in partners)
+
+
 def _collision_geom(parent: ET.Element, geom: dict) -> None:
     foot = bool(FOOT_GEOM.match(geom["name"]))
+    group = collision_group(geom["body"])
     ET.SubElement(parent, "geom", {
         "name": geom["name"], "class": "foot" if foot else "collision", "type": geom["type"],
         "size": _fmt([s for s in geom["size"] if s > 0]), "pos": _fmt(geom["pos"]),
-        "quat": _fmt(geom["quat_wxyz"]),
+        "quat": _fmt(geom["quat_wxyz"]), "contype": str(GROUP_BIT[group]),
+        "conaffinity": str(group_affinity(group)),
     })
 
 
@@ -154,12 +193,10 @@ def _defaults(root: ET.Element) -> None:
     visual = ET.SubElement(default, "default", {"class": "visual"})
     ET.SubElement(visual, "geom", {"contype": "0", "conaffinity": "0", "group": "2", "density": "0"})
     collision = ET.SubElement(default, "default", {"class": "collision"})
-    ET.SubElement(collision, "geom", {"contype": str(ROBOT_CONTYPE), "conaffinity": str(ROBOT_CONAFFINITY),
-                                      "condim": "1", "priority": "0", "group": "3",
+    ET.SubElement(collision, "geom", {"condim": "1", "priority": "0", "group": "3",
                                       "rgba": "0.8 0.3 0.3 0.4", "friction": "1 0.005 0.0001"})
     foot = ET.SubElement(default, "default", {"class": "foot"})
-    ET.SubElement(foot, "geom", {"contype": str(ROBOT_CONTYPE), "conaffinity": str(ROBOT_CONAFFINITY),
-                                 "condim": "3", "priority": "1", "group": "3", "rgba": "0.3 0.3 0.8 0.4",
+    ET.SubElement(foot, "geom", {"condim": "3", "priority": "1", "group": "3", "rgba": "0.3 0.3 0.8 0.4",
                                  "friction": "0.6 0.005 0.0001"})
 
 
@@ -169,6 +206,8 @@ def build_robot(facts: dict) -> ET.Element:
     ET.SubElement(root, "compiler", {"angle": "radian", "autolimits": "true"})
     ET.SubElement(root, "option", {"timestep": "0.005", "integrator": "implicitfast", "cone": "pyramidal",
                                    "iterations": "10", "ls_iterations": "20"})
+    custom = ET.SubElement(root, "custom")
+    ET.SubElement(custom, "numeric", {"name": "max_geom_pairs", "data": str(MJX_MAX_GEOM_PAIRS)})
     _defaults(root)
     world = ET.SubElement(root, "worldbody")
     _add_body(world, facts["bodies"][0], facts, motors)
@@ -207,7 +246,7 @@ def build_scene() -> ET.Element:
     world = ET.SubElement(root, "worldbody")
     ET.SubElement(world, "light", {"pos": "0 0 3", "dir": "0 0 -1", "directional": "true"})
     ET.SubElement(world, "geom", {"name": "floor", "type": "plane", "size": "0 0 0.05", "material": "grid",
-                                  "contype": str(FLOOR_CONTYPE), "conaffinity": str(FLOOR_CONAFFINITY),
+                                  "contype": str(FLOOR_BIT), "conaffinity": str(sum(GROUP_BIT.values())),
                                   "condim": "3", "friction": "1 0.005 0.0001"})
     ET.SubElement(world, "camera", {"name": "track", "mode": "trackcom", "pos": "2.2 -2.2 1.4",
                                     "xyaxes": "0.707 0.707 0 -0.28 0.28 0.92"})

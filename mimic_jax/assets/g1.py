@@ -17,7 +17,8 @@ from collections import deque
 import mujoco
 import numpy as np
 
-from mimic_jax.assets.build_g1 import FACTS_PATH, KNEES_BENT, KNEES_BENT_Z, SCENE_XML, load_facts, motor_table
+from mimic_jax.assets.build_g1 import (FACTS_PATH, FLOOR_BIT, FOOT_GEOM, KNEES_BENT, KNEES_BENT_Z, SCENE_XML,
+                                       load_facts, motor_table)
 
 _FACTS = load_facts(FACTS_PATH)
 
@@ -62,6 +63,7 @@ class JointTable:
     kp: np.ndarray
     kd: np.ndarray
     effort: np.ndarray
+    velocity_limit: np.ndarray  # rad/s, of the joint's motor class
     armature: np.ndarray
     action_scale: np.ndarray
     motor_class: tuple[str, ...]
@@ -87,7 +89,8 @@ def joint_table() -> JointTable:
     motors = motor_table(_FACTS)
     ranges = np.array([j["range"] for j in _FACTS["joints"][1:]])
     col = lambda key: np.array([motors[n][key] for n in JOINT_NAMES])  # noqa: E731
-    return JointTable(kp=col("kp"), kd=col("kd"), effort=col("effort"), armature=col("armature"),
+    return JointTable(kp=col("kp"), kd=col("kd"), effort=col("effort"), velocity_limit=col("velocity_limit"),
+                      armature=col("armature"),
                       action_scale=col("action_scale"), motor_class=tuple(motors[n]["class"] for n in JOINT_NAMES),
                       lower=ranges[:, 0], upper=ranges[:, 1], default_pos=_pose(KNEES_BENT))
 
@@ -95,15 +98,26 @@ def joint_table() -> JointTable:
 DEFAULT_ROOT_HEIGHT = KNEES_BENT_Z
 
 
-def load_model(*, feet_only: bool = False) -> mujoco.MjModel:
-    """The G1 on a floor. ``feet_only`` disables every collision geom but the feet (faster in MJX)."""
+COLLISION_MODES = ("self", "floor", "feet")
+
+
+def load_model(*, collisions: str = "self") -> mujoco.MjModel:
+    """The G1 on a floor.
+
+    ``collisions``: ``"self"`` (the file's setting) collides every robot collision geom with the floor and
+    the robot with itself (the pairs of ``build_g1.SELF_COLLISION_PAIRS``); ``"floor"`` keeps only the
+    robot-floor pairs; ``"feet"`` keeps only the foot capsules, against the floor (fewest contacts).
+    """
+    if collisions not in COLLISION_MODES:
+        raise ValueError(f"collisions must be one of {', '.join(COLLISION_MODES)}, not {collisions!r}")
     model = mujoco.MjModel.from_xml_path(str(SCENE_XML))
-    if feet_only:
-        for g in range(model.ngeom):
-            name = model.geom(g).name
-            if model.geom_contype[g] and name != "floor" and "_foot" not in name:
-                model.geom_contype[g] = 0
-                model.geom_conaffinity[g] = 0
+    for g in range(model.ngeom):
+        name = model.geom(g).name
+        if not model.geom_contype[g] or name == "floor" or collisions == "self":
+            continue
+        keep = collisions == "floor" or FOOT_GEOM.match(name)
+        model.geom_contype[g] = model.geom_contype[g] if keep else 0
+        model.geom_conaffinity[g] = FLOOR_BIT if keep else 0
     return model
 
 

@@ -1,36 +1,32 @@
-"""Environment configuration. Defaults equal the published figures (shared reference: tracking_mdp.md)."""
+"""Environment configuration. Defaults equal the published figures (shared reference: tracking_mdp.md).
+
+Field types say what a field accepts (``Literal`` choices, ``mimic_jax.configs`` ranges); every config
+checks them when it is built (``check_fields``), whether from code, ``--set`` or a stored checkpoint.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated, Literal
+
+from mimic_jax.configs import (Ascending, FiniteFloat, NonNegativeFloat, NonNegativeInt, NonNegativeInterval,
+                               PositiveFloat, PositiveInt, Range, check_fields)
+from mimic_jax.envs.rewards import RewardConfig
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RewardConfig:
-    anchor_pos_sigma: float = 0.3
-    anchor_pos_weight: float = 0.5
-    anchor_ori_sigma: float = 0.4
-    anchor_ori_weight: float = 0.5
-    body_pos_sigma: float = 0.3
-    body_pos_weight: float = 1.0
-    body_ori_sigma: float = 0.4
-    body_ori_weight: float = 1.0
-    body_lin_vel_sigma: float = 1.0
-    body_lin_vel_weight: float = 1.0
-    body_ang_vel_sigma: float = 3.14
-    body_ang_vel_weight: float = 1.0
-    action_rate_weight: float = -0.1
-    joint_limit_weight: float = -10.0
-    undesired_contact_weight: float = -0.1
-    # Isaac Lab's reward manager multiplies every term by the control step (0.02 s).
-    scale_by_dt: bool = True
+PositiveInterval = Annotated[tuple[PositiveFloat, PositiveFloat], Ascending()]
+Interval = Annotated[tuple[FiniteFloat, FiniteFloat], Ascending()]
+StepInterval = Annotated[tuple[NonNegativeInt, NonNegativeInt], Ascending()]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TerminationConfig:
-    anchor_height: float = 0.25
-    anchor_tilt: float = 0.8
-    end_effector_height: float = 0.25
+    anchor_height: NonNegativeFloat = 0.25
+    anchor_tilt: NonNegativeFloat = 0.8
+    end_effector_height: NonNegativeFloat = 0.25
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,68 +34,83 @@ class NoiseConfig:
     """Actor observation noise U(-n, n) per term; the critic sees none."""
 
     enabled: bool = True
-    anchor_pos: float = 0.25
-    anchor_ori: float = 0.05
-    base_lin_vel: float = 0.5
-    base_ang_vel: float = 0.2
-    joint_pos: float = 0.01
-    joint_vel: float = 0.5
+    anchor_pos: NonNegativeFloat = 0.25
+    anchor_ori: NonNegativeFloat = 0.05
+    base_lin_vel: NonNegativeFloat = 0.5
+    base_ang_vel: NonNegativeFloat = 0.2
+    joint_pos: NonNegativeFloat = 0.01
+    joint_vel: NonNegativeFloat = 0.5
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ResetConfig:
-    pos_xy: float = 0.05
-    pos_z: float = 0.01
-    rot_roll_pitch: float = 0.1
-    rot_yaw: float = 0.2
-    lin_vel_xy: float = 0.5
-    lin_vel_z: float = 0.2
-    ang_vel_roll_pitch: float = 0.52
-    ang_vel_yaw: float = 0.78
-    joint_pos: float = 0.1
+    pos_xy: NonNegativeFloat = 0.05
+    pos_z: NonNegativeFloat = 0.01
+    rot_roll_pitch: NonNegativeFloat = 0.1
+    rot_yaw: NonNegativeFloat = 0.2
+    lin_vel_xy: NonNegativeFloat = 0.5
+    lin_vel_z: NonNegativeFloat = 0.2
+    ang_vel_roll_pitch: NonNegativeFloat = 0.52
+    ang_vel_yaw: NonNegativeFloat = 0.78
+    joint_pos: NonNegativeFloat = 0.1
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RandomizationConfig:
     enabled: bool = True
-    foot_friction: tuple[float, float] = (0.3, 1.2)
-    joint_default_offset: float = 0.01
-    torso_com_x: float = 0.025
-    torso_com_yz: float = 0.05
+    foot_friction: NonNegativeInterval = (0.3, 1.2)
+    joint_default_offset: NonNegativeFloat = 0.01
+    torso_com_x: NonNegativeFloat = 0.025
+    torso_com_yz: NonNegativeFloat = 0.05
     push: bool = True
-    push_interval_s: tuple[float, float] = (1.0, 3.0)
+    push_interval_s: NonNegativeInterval = (1.0, 3.0)
     # Model-mismatch options (envs/randomize.py; not in the published problem: the defaults turn them off).
-    # Ranges are U(lo, hi), drawn per environment (per episode for the delay) and per link/motor/dof.
-    link_mass_scale: tuple[float, float] = (1.0, 1.0)  # every link's mass and inertia
-    torso_added_mass: tuple[float, float] = (0.0, 0.0)  # kg on torso_link, inertia scaled with its mass
-    motor_strength_scale: tuple[float, float] = (1.0, 1.0)  # kp and effort limit of each actuator
-    armature_scale: tuple[float, float] = (1.0, 1.0)  # reflected rotor inertia of each joint
-    joint_damping: tuple[float, float] = (0.0, 0.0)  # viscous damping of each joint, N m s / rad
-    joint_frictionloss: tuple[float, float] = (0.0, 0.0)  # dry friction of each joint, N m
-    action_delay_steps: tuple[int, int] = (0, 0)  # control steps between the policy's command and the motors
-    imu_tilt_deg: float = 0.0  # IMU roll and pitch U(-d, d) in the actor's observation (envs/imu.py), per episode
+    # Ranges are U(lo, hi), drawn per environment (per episode for the delay and the tilt) and per link/motor/dof.
+    link_mass_scale: PositiveInterval = (1.0, 1.0)  # every link's mass and inertia
+    torso_added_mass: Interval = (0.0, 0.0)  # kg on torso_link, inertia scaled with its mass
+    motor_strength_scale: PositiveInterval = (1.0, 1.0)  # kp and effort limit of each actuator
+    armature_scale: PositiveInterval = (1.0, 1.0)  # reflected rotor inertia of each joint
+    joint_damping: NonNegativeInterval = (0.0, 0.0)  # viscous damping of each joint, N m s / rad
+    joint_frictionloss: NonNegativeInterval = (0.0, 0.0)  # dry friction of each joint, N m
+    action_delay_steps: StepInterval = (0, 0)  # control steps between the policy's command and the motors
+    imu_tilt_deg: Annotated[float, Range(ge=0, le=45)] = 0.0  # IMU roll and pitch U(-d, d) seen by the actor
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EnvConfig:
-    impl: str = "jax"  # "jax" (CPU) or "warp" (GPU): the one switch
+    impl: Literal["jax", "warp"] = "jax"  # "jax" (CPU) or "warp" (GPU): the one switch (mimic_jax.backend)
     # MJX-Warp's CUDA-graph mode: "warp" (MJX's default on GPU: Warp captures and replays a graph from a Python
     # callback at every physics call) or "jax" (XLA captures the call). See docs/benchmarks.md.
-    warp_graph_mode: str = "warp"
-    physics_dt: float = 0.005
-    decimation: int = 4  # control at 50 Hz
-    episode_seconds: float = 10.0  # time limit: a truncation
-    on_clip_end: str = "resample"  # "resample" (reset at a new sampled frame) or "truncate"
-    soft_limit_factor: float = 0.9
+    warp_graph_mode: Literal["warp", "jax", "none"] = "warp"
+    physics_dt: PositiveFloat = 0.005
+    decimation: PositiveInt = 4  # control at 50 Hz
+    episode_seconds: PositiveFloat = 10.0  # time limit: a truncation
+    on_clip_end: Literal["resample", "truncate"] = "resample"  # reset at a new sampled frame, or truncate
+    soft_limit_factor: Annotated[float, Range(gt=0, le=1)] = 0.9
     state_estimation: bool = True  # False drops anchor position and pelvis linear velocity (actor 154 + M)
-    feet_only_collisions: bool = False
-    contacts_per_env: int = 40  # contact buffer per environment (Warp); overflow is an error
-    constraints_per_env: int = 200  # njmax per environment (Warp)
+    # "self": robot-floor and self-collisions (the public setting), "floor": robot-floor only, "feet": only the
+    # foot capsules, against the floor (see g1.load_model, docs/model.md)
+    collisions: Literal["self", "floor", "feet"] = "self"
+    joint_velocity_limits: bool = True  # clamp joint speeds to the motor classes' limits (20-37 rad/s)
+    contacts_per_env: PositiveInt = 40  # contact buffer per environment (Warp); overflow is an error
+    constraints_per_env: PositiveInt = 250  # njmax per environment (Warp); see docs/environment.md, contact buffers
     rewards: RewardConfig = RewardConfig()
     terminations: TerminationConfig = TerminationConfig()
     noise: NoiseConfig = NoiseConfig()
     reset: ResetConfig = ResetConfig()
     randomization: RandomizationConfig = RandomizationConfig()
+
+    def __post_init__(self):
+        check_fields(self)
 
     @property
     def control_dt(self) -> float:

@@ -1,13 +1,87 @@
-"""Reward terms: a dict of named terms; the reward is the weighted sum (times dt, as Isaac Lab does)."""
+"""Reward terms: one table of named terms; the reward is their weighted sum (times dt, as Isaac Lab does).
+
+Each row of :data:`TERMS` is a term's name (logged as ``reward/<name>``), the amount it measures, its
+published weight and, for the tracking terms, the kernel width sigma: the term is exp(-amount / sigma^2)
+in (0, 1]; without a sigma it is the raw non-negative amount (a penalty with a negative weight).
+:class:`RewardConfig` is made from the table (``<name>_weight`` and ``<name>_sigma`` fields, settable as
+``--set env.rewards.body_pos_sigma=0.2``), so adding a term is one new row here.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
 
 import jax.numpy as jnp
 
 from mimic_jax import math as jm
-from mimic_jax.envs.config import RewardConfig
+from mimic_jax.configs import FiniteFloat, PositiveFloat, check_fields
 from mimic_jax.envs.robot import RobotState
 from mimic_jax.motion.library import ANCHOR_INDEX, RefFrame
+
+
+class RewardInputs(NamedTuple):
+    """What the terms measure: robot and reference (also re-anchored onto the robot), actions, limits."""
+
+    robot: RobotState
+    ref: RefFrame
+    rel_pos: jnp.ndarray  # [14, 3] reference bodies re-anchored onto the robot
+    rel_quat: jnp.ndarray  # [14, 4]
+    action: jnp.ndarray
+    last_action: jnp.ndarray
+    soft_lower: jnp.ndarray
+    soft_upper: jnp.ndarray
+    num_contacts: jnp.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    amount: Callable[[RewardInputs], jnp.ndarray]
+    weight: float
+    sigma: float | None = None  # tracking kernel exp(-amount / sigma^2); None: the raw amount
+
+
+def _mean_sq(a, b):
+    return jnp.mean(jnp.sum(jnp.square(a - b), axis=-1))
+
+
+def _joint_limit(x: RewardInputs):
+    q = x.robot.joint_pos
+    return jnp.sum(jnp.maximum(x.soft_lower - q, 0.0) + jnp.maximum(q - x.soft_upper, 0.0))
+
+
+# The published terms (shared reference: tracking_mdp.md, rewards); the order is the order of the sum.
+TERMS: dict[str, Term] = {
+    "anchor_pos": Term(lambda x: jnp.sum(jnp.square(x.ref.anchor_pos - x.robot.body_pos[ANCHOR_INDEX])),
+                       weight=0.5, sigma=0.3),
+    "anchor_ori": Term(lambda x: jm.quat_angle_sq(x.ref.anchor_quat, x.robot.body_quat[ANCHOR_INDEX]),
+                       weight=0.5, sigma=0.4),
+    "body_pos": Term(lambda x: _mean_sq(x.rel_pos, x.robot.body_pos), weight=1.0, sigma=0.3),
+    "body_ori": Term(lambda x: jnp.mean(jm.quat_angle_sq(x.rel_quat, x.robot.body_quat)), weight=1.0, sigma=0.4),
+    "body_lin_vel": Term(lambda x: _mean_sq(x.ref.body_lin_vel, x.robot.body_lin_vel), weight=1.0, sigma=1.0),
+    "body_ang_vel": Term(lambda x: _mean_sq(x.ref.body_ang_vel, x.robot.body_ang_vel), weight=1.0, sigma=3.14),
+    "action_rate": Term(lambda x: jnp.sum(jnp.square(x.action - x.last_action)), weight=-0.1),
+    "joint_limit": Term(_joint_limit, weight=-10.0),
+    "undesired_contacts": Term(lambda x: x.num_contacts, weight=-0.1),
+}
+
+# Stored configs written before the table named this weight differently (``configs.from_dict(renamed=...)``).
+RENAMED_FIELDS = {"env.rewards.undesired_contact_weight": "env.rewards.undesired_contacts_weight"}
+
+
+def _config_fields():
+    for name, term in TERMS.items():
+        if term.sigma is not None:
+            yield f"{name}_sigma", PositiveFloat, dataclasses.field(default=term.sigma)
+        yield f"{name}_weight", FiniteFloat, dataclasses.field(default=term.weight)
+    # Isaac Lab's reward manager multiplies every term by the control step (0.02 s).
+    yield "scale_by_dt", bool, dataclasses.field(default=True)
+
+
+RewardConfig = dataclasses.make_dataclass(
+    "RewardConfig", list(_config_fields()), frozen=True, kw_only=True,
+    namespace={"__post_init__": check_fields, "__module__": __name__,
+               "__doc__": "Weights and kernel widths of the reward terms (made from ``rewards.TERMS``)."})
 
 
 def relative_reference(robot: RobotState, ref: RefFrame):
@@ -24,47 +98,24 @@ def relative_reference(robot: RobotState, ref: RefFrame):
     return pos, quat
 
 
-def _kernel(error, sigma):
-    return jnp.exp(-error / (sigma * sigma))
-
-
-def tracking_errors(robot: RobotState, ref: RefFrame) -> dict[str, jnp.ndarray]:
-    rel_pos, rel_quat = relative_reference(robot, ref)
-    return {
-        "anchor_pos": jnp.sum(jnp.square(ref.anchor_pos - robot.body_pos[ANCHOR_INDEX])),
-        "anchor_ori": jm.quat_angle_sq(ref.anchor_quat, robot.body_quat[ANCHOR_INDEX]),
-        "body_pos": jnp.mean(jnp.sum(jnp.square(rel_pos - robot.body_pos), axis=-1)),
-        "body_ori": jnp.mean(jm.quat_angle_sq(rel_quat, robot.body_quat)),
-        "body_lin_vel": jnp.mean(jnp.sum(jnp.square(ref.body_lin_vel - robot.body_lin_vel), axis=-1)),
-        "body_ang_vel": jnp.mean(jnp.sum(jnp.square(ref.body_ang_vel - robot.body_ang_vel), axis=-1)),
-    }
-
-
 def reward_terms(cfg: RewardConfig, robot: RobotState, ref: RefFrame, action, last_action, soft_lower,
                  soft_upper, num_contacts) -> dict[str, jnp.ndarray]:
     """Unweighted terms: tracking kernels in (0, 1], penalties as raw non-negative amounts."""
-    err = tracking_errors(robot, ref)
-    q = robot.joint_pos
-    violation = jnp.sum(jnp.maximum(soft_lower - q, 0.0) + jnp.maximum(q - soft_upper, 0.0))
-    return {
-        "anchor_pos": _kernel(err["anchor_pos"], cfg.anchor_pos_sigma),
-        "anchor_ori": _kernel(err["anchor_ori"], cfg.anchor_ori_sigma),
-        "body_pos": _kernel(err["body_pos"], cfg.body_pos_sigma),
-        "body_ori": _kernel(err["body_ori"], cfg.body_ori_sigma),
-        "body_lin_vel": _kernel(err["body_lin_vel"], cfg.body_lin_vel_sigma),
-        "body_ang_vel": _kernel(err["body_ang_vel"], cfg.body_ang_vel_sigma),
-        "action_rate": jnp.sum(jnp.square(action - last_action)),
-        "joint_limit": violation,
-        "undesired_contacts": num_contacts,
-    }
+    rel_pos, rel_quat = relative_reference(robot, ref)
+    x = RewardInputs(robot, ref, rel_pos, rel_quat, action, last_action, soft_lower, soft_upper, num_contacts)
+    out = {}
+    for name, term in TERMS.items():
+        amount = term.amount(x)
+        if term.sigma is not None:
+            sigma = getattr(cfg, f"{name}_sigma")
+            amount = jnp.exp(-amount / (sigma * sigma))
+        out[name] = amount
+    return out
 
 
 def weights(cfg: RewardConfig) -> dict[str, float]:
-    return {"anchor_pos": cfg.anchor_pos_weight, "anchor_ori": cfg.anchor_ori_weight,
-            "body_pos": cfg.body_pos_weight, "body_ori": cfg.body_ori_weight,
-            "body_lin_vel": cfg.body_lin_vel_weight, "body_ang_vel": cfg.body_ang_vel_weight,
-            "action_rate": cfg.action_rate_weight, "joint_limit": cfg.joint_limit_weight,
-            "undesired_contacts": cfg.undesired_contact_weight}
+    """Term name -> its weight in ``cfg``."""
+    return {name: getattr(cfg, f"{name}_weight") for name in TERMS}
 
 
 def total_reward(cfg: RewardConfig, terms: dict[str, jnp.ndarray], dt: float) -> jnp.ndarray:

@@ -1,4 +1,4 @@
-"""What the environment reads off MJX data: the tracked bodies, joints, pelvis velocities and floor contacts."""
+"""What the environment reads off MJX data: the tracked bodies, joints, pelvis velocities and contact forces."""
 
 from __future__ import annotations
 
@@ -23,48 +23,44 @@ class RobotState:
     root_ang_vel_b: jnp.ndarray  # [3] pelvis frame
 
 
-@struct.dataclass
-class ContactGeoms:
-    """Collision geoms of bodies not allowed to touch the floor, for the undesired-contact count."""
-
-    geom_id: np.ndarray = struct.field(pytree_node=False)
-    radius: np.ndarray = struct.field(pytree_node=False)
-    half_length: np.ndarray = struct.field(pytree_node=False)  # 0 for spheres
-    body_slot: np.ndarray = struct.field(pytree_node=False)  # which penalised body each geom belongs to
-    num_bodies: int = struct.field(pytree_node=False)
-
-
-def contact_geoms(model: mujoco.MjModel) -> ContactGeoms:
-    allowed = set(g1.body_ids(model, g1.ALLOWED_CONTACT_BODIES).tolist())
-    ids, radius, half, bodies = [], [], [], []
-    for g in range(model.ngeom):
-        body = int(model.geom_bodyid[g])
-        if body == 0 or body in allowed or model.geom_contype[g] == 0:
-            continue
-        if int(model.geom_type[g]) not in (int(mujoco.mjtGeom.mjGEOM_SPHERE), int(mujoco.mjtGeom.mjGEOM_CAPSULE)):
-            raise ValueError(f"undesired-contact check supports spheres and capsules, not geom {model.geom(g).name}")
-        ids.append(g)
-        radius.append(model.geom_size[g, 0])
-        half.append(model.geom_size[g, 1] if int(model.geom_type[g]) == int(mujoco.mjtGeom.mjGEOM_CAPSULE) else 0.0)
-        bodies.append(body)
-    unique = sorted(set(bodies))
-    slots = np.array([unique.index(b) for b in bodies], dtype=np.int32)
-    return ContactGeoms(geom_id=np.array(ids, dtype=np.int32), radius=np.array(radius, np.float32),
-                        half_length=np.array(half, np.float32), body_slot=slots, num_bodies=len(unique))
+# Bodies touching anything (floor or robot) with a net contact force above this count as undesired
+# contacts (the public figure, 1 N).
+CONTACT_FORCE_THRESHOLD = 1.0
+# Sensors for which MuJoCo (C, MJX-JAX and MJX-Warp alike) runs its post-constraint pass, which fills
+# ``cfrc_ext`` with the contact forces on every body.
+_POST_CONSTRAINT_SENSORS = (mujoco.mjtSensor.mjSENS_ACCELEROMETER, mujoco.mjtSensor.mjSENS_FORCE,
+                            mujoco.mjtSensor.mjSENS_TORQUE, mujoco.mjtSensor.mjSENS_FRAMELINACC,
+                            mujoco.mjtSensor.mjSENS_FRAMEANGACC)
 
 
-def undesired_contacts(d, geoms: ContactGeoms, margin: float = 0.0) -> jnp.ndarray:
-    """Number of penalised bodies touching the floor (z = 0).
+def penalised_bodies(model: mujoco.MjModel) -> np.ndarray:
+    """Ids of the robot bodies whose contacts are undesired: all but ``g1.ALLOWED_CONTACT_BODIES``.
 
-    Our robot geoms collide only with the floor, so a body touches it exactly when one of its spheres or
-    capsules reaches below the floor plane; MuJoCo's soft contact force is positive only then.
+    Raises if the model would not compute contact forces (``cfrc_ext``, see ``contact_forces``): that needs
+    an acceleration-stage sensor such as our ``imu_acc`` accelerometer.
     """
-    pos = d.geom_xpos[geoms.geom_id]
-    axis_z = d.geom_xmat[geoms.geom_id][:, 2, 2]
-    lowest = pos[:, 2] - geoms.half_length * jnp.abs(axis_z) - geoms.radius
-    touching = (lowest < margin).astype(jnp.float32)
-    per_body = jnp.zeros(geoms.num_bodies).at[geoms.body_slot].max(touching)
-    return jnp.sum(per_body)
+    if not np.isin(model.sensor_type, [int(s) for s in _POST_CONSTRAINT_SENSORS]).any():
+        raise ValueError("the undesired-contact penalty reads cfrc_ext, which MuJoCo computes only for a model "
+                         "with an accelerometer (or force, torque, frame acceleration) sensor")
+    allowed = set(g1.body_ids(model, g1.ALLOWED_CONTACT_BODIES).tolist())
+    robot = g1.body_ids(model, g1.BODY_NAMES)
+    return np.array([b for b in robot if int(b) not in allowed], dtype=np.int32)
+
+
+def contact_forces(d) -> jnp.ndarray:
+    """Net contact force [nbody, 3] (world frame) on every body during the last physics step.
+
+    MuJoCo's ``cfrc_ext`` (torque, force) holds the contact forces plus ``xfrc_applied``; both MJX
+    backends keep it per environment (``mjx.Data._impl.cfrc_ext``). Like ``cvel`` it describes the start
+    of the last substep. The force part is the same whatever point the spatial force is referred to.
+    """
+    return d._impl.cfrc_ext[:, 3:6] - d.xfrc_applied[:, :3]
+
+
+def undesired_contacts(forces, bodies: np.ndarray, threshold: float = CONTACT_FORCE_THRESHOLD) -> jnp.ndarray:
+    """Number of ``bodies`` whose net contact force [nbody, 3] (floor and self-contacts) exceeds ``threshold``
+    newtons: what a contact sensor on each body reports in the public code."""
+    return jnp.sum((jnp.linalg.norm(forces[bodies], axis=-1) > threshold).astype(jnp.float32))
 
 
 def body_velocities(d, body_ids: np.ndarray):

@@ -21,7 +21,7 @@ from mimic_jax.envs import randomize
 from mimic_jax.envs import rewards as rew_lib
 from mimic_jax.envs import terminations as term_lib
 from mimic_jax.envs.config import EnvConfig
-from mimic_jax.envs.robot import ContactGeoms, body_velocities, contact_geoms, robot_state, undesired_contacts
+from mimic_jax.envs.robot import body_velocities, contact_forces, penalised_bodies, robot_state, undesired_contacts
 from mimic_jax.motion.library import ROOT_INDEX, MotionLibrary, RefFrame
 
 
@@ -83,7 +83,7 @@ class TrackingEnv:
     def __init__(self, cfg: EnvConfig, num_motions: int, model: mujoco.MjModel | None = None):
         self.cfg = cfg
         self.num_motions = int(num_motions)
-        self.mj_model = model if model is not None else g1.load_model(feet_only=cfg.feet_only_collisions)
+        self.mj_model = model if model is not None else g1.load_model(collisions=cfg.collisions)
         self.mj_model.opt.timestep = cfg.physics_dt
         # This process's first device: with several processes (jax.distributed), jax.devices()[0], MJX's
         # default, can belong to another process.
@@ -94,16 +94,16 @@ class TrackingEnv:
             self.mx = randomize.with_frictionloss_rows(self.mx, randomize.joint_dof_mask(self.mj_model))
         table = g1.joint_table()
         self.action_scale = jnp.asarray(table.action_scale, jnp.float32)
+        self.velocity_limit = jnp.asarray(table.velocity_limit, jnp.float32) if cfg.joint_velocity_limits else None
         self.default_pos = jnp.asarray(table.default_pos, jnp.float32)
         center, half = (table.lower + table.upper) / 2, (table.upper - table.lower) / 2
         self.soft_lower = jnp.asarray(center - cfg.soft_limit_factor * half, jnp.float32)
         self.soft_upper = jnp.asarray(center + cfg.soft_limit_factor * half, jnp.float32)
         self.body_ids = g1.body_ids(self.mj_model, g1.TRACKED_BODY_NAMES)
         self.torso_id = int(g1.body_ids(self.mj_model, [g1.ANCHOR_BODY])[0])
-        self.contact_geoms: ContactGeoms = contact_geoms(self.mj_model)
+        self.penalised_bodies = penalised_bodies(self.mj_model)
         self.observation_size = obs_lib.observation_size(cfg, self.num_motions)
         self.action_size = g1.NUM_JOINTS
-        randomize.check_options(cfg.randomization)
         self.max_action_delay = randomize.max_action_delay(cfg.randomization)
         self.actor_layout = imu.actor_layout(cfg, self.num_motions)
 
@@ -178,7 +178,16 @@ class TrackingEnv:
 
     def physics(self, m, data, action, default_pos):
         data = data.replace(ctrl=default_pos + self.action_scale * action)
-        return jax.lax.fori_loop(0, self.cfg.decimation, lambda _, d: mjx.step(m, d), data)
+        return jax.lax.fori_loop(0, self.cfg.decimation, lambda _, d: self._substep(m, d), data)
+
+    def _substep(self, m, data):
+        """One ``mjx.step``, then the joint speeds clamped to the motor limits (what PhysX does with Isaac Lab's
+        ``velocity_limit_sim`` in the public code; MuJoCo has no joint speed limit of its own)."""
+        data = mjx.step(m, data)
+        if self.velocity_limit is None:
+            return data
+        return data.replace(qvel=data.qvel.at[6:].set(jnp.clip(data.qvel[6:], -self.velocity_limit,
+                                                                self.velocity_limit)))
 
     def step(self, m, lib: MotionLibrary, state: EnvState, action) -> tuple[EnvState, StepInfo]:
         """One control step without reset: physics, then reward and terminations at the new instant."""
@@ -193,7 +202,7 @@ class TrackingEnv:
         frame = state.frame + 1
         ref = lib.frame(state.motion_id, frame)
         robot = robot_state(data, self.body_ids, lin, ang)
-        n_contacts = undesired_contacts(data, self.contact_geoms)
+        n_contacts = undesired_contacts(contact_forces(data), self.penalised_bodies)
         terms = rew_lib.reward_terms(self.cfg.rewards, robot, ref, action, state.last_action, self.soft_lower,
                                      self.soft_upper, n_contacts)
         reward = rew_lib.total_reward(self.cfg.rewards, terms, self.cfg.control_dt)

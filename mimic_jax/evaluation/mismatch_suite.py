@@ -27,13 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from mimic_jax.assets import g1
+from mimic_jax.backend import resolve_impl
 from mimic_jax.envs.config import EnvConfig
+from mimic_jax.envs.imu import actor_layout, tilt_matrix
 from mimic_jax.envs.randomize import ModelIndex, joint_dof_mask, model_index, with_frictionloss_rows
 from mimic_jax.envs.tracking import TrackingEnv
 from mimic_jax.evaluation import mismatch
 from mimic_jax.evaluation.metrics import Episodes
 from mimic_jax.evaluation.rollout import Policy, eval_env_config, one_hot_rows, termination_names
-from mimic_jax.envs.imu import actor_layout, tilt_matrix
 from mimic_jax.evaluation.sensing import MismatchPolicy
 from mimic_jax.evaluation.sim2sim import Conditions, PushSpec, mujoco_episodes
 
@@ -169,8 +170,6 @@ def mjx_suite(policy: Policy, lib, perturbations, *, episodes: int = 1, seed: in
               max_envs: int | None = None) -> dict[str, Episodes]:
     """{perturbation name: its episodes} on MJX (module doc), in the order of ``perturbations``;
     ``max_envs`` episodes step together at most (default: all on a GPU, :data:`CPU_MAX_ENVS` on a CPU)."""
-    from mimic_jax.evaluation.rollout import resolve_impl
-
     impl = resolve_impl(impl)
     if max_envs is None and impl == "jax":
         max_envs = CPU_MAX_ENVS
@@ -188,7 +187,7 @@ def mujoco_suite(policy: Policy, lib, perturbations, *, episodes: int = 1, seed:
                  progress: bool = False) -> dict[str, Episodes]:
     """{perturbation name: its episodes} on MuJoCo C, one perturbed model per perturbation."""
     cfg = eval_env_config(policy.env_cfg, "clean", "jax")
-    base = g1.load_model(feet_only=cfg.feet_only_collisions)
+    base = g1.load_model(collisions=cfg.collisions)
     index = ModelIndex.of(base, int(g1.body_ids(base, [g1.ANCHOR_BODY])[0]))
     items = perturbations
     if progress:
@@ -207,8 +206,6 @@ def mujoco_suite(policy: Policy, lib, perturbations, *, episodes: int = 1, seed:
 def evaluate(policy: Policy, lib, perturbations=mismatch.STANDARD, *, sim2sim: bool = False, episodes: int = 1,
              seed: int = 0, impl: str = "auto") -> dict[str, dict[str, Episodes]]:
     """{engine: {perturbation: episodes}}: MJX, and MuJoCo C with ``sim2sim``."""
-    from mimic_jax.evaluation.rollout import resolve_impl
-
     impl = resolve_impl(impl)
     programs = len({program_key(p) for p in perturbations})
     print(f"mismatch suite: {len(perturbations)} perturbations x {lib.num_motions} clips on MJX ({impl}); "
@@ -225,8 +222,6 @@ def main(args, run_info: dict, policy: Policy, lib, motion_set: str, generalizat
     and ``--plots DIR/mismatch_success.png``; returns the report."""
     from mimic_jax.evaluation import mismatch_report as mrep
     from mimic_jax.evaluation.report import write_json
-    from mimic_jax.evaluation.rollout import resolve_impl
-
     impl = resolve_impl(args.impl)
     engines = evaluate(policy, lib, mismatch.STANDARD, sim2sim=args.sim2sim, episodes=args.episodes, seed=args.seed,
                        impl=impl)

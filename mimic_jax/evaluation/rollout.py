@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mimic_jax.assets import g1
+from mimic_jax.backend import resolve_impl  # the one place the MJX backend is chosen
 from mimic_jax.envs import randomize
 from mimic_jax.envs.config import EnvConfig, evaluation_config
 from mimic_jax.envs.observations import observation_size, term_sizes
@@ -115,13 +116,6 @@ def act(nets: PPONetworks, block: tuple[int, int], params, normalizer, obs_actor
     """Mean action for actor observations [..., A] with their one-hot block replaced by ``one_hot``."""
     obs_actor = obs_actor.at[..., block[0]:block[1]].set(one_hot)
     return nets.deterministic_action(params, normalizer, {ACTOR_KEY: obs_actor})
-
-
-def resolve_impl(impl: str) -> str:
-    """'auto' -> 'warp' on a GPU, else 'jax'."""
-    if impl == "auto":
-        return "warp" if jax.default_backend() == "gpu" else "jax"
-    return impl
 
 
 def eval_env_config(train_cfg: EnvConfig, mode: str, impl: str = "auto") -> EnvConfig:

@@ -214,7 +214,7 @@ def mujoco_episodes(policy: Policy, lib: MotionLibrary, *, progress: bool = Fals
     IMU tilt or pushes; episode k of a clip draws its pushes from ``seed + k``."""
     cfg = eval_env_config(policy.env_cfg, "clean", "jax")
     if model is None:
-        model = g1.load_model(feet_only=cfg.feet_only_collisions)
+        model = g1.load_model(collisions=cfg.collisions)
     model.opt.timestep = cfg.physics_dt
     control = make_control(policy)
     rows = one_hot_rows(policy, lib.names)[0]

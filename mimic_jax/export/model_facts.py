@@ -23,7 +23,7 @@ ROOT_BODY = "pelvis"
 
 def training_model(env_cfg: EnvConfig) -> mujoco.MjModel:
     """The MuJoCo model as the environment builds it (``TrackingEnv``, ``evaluation.sim2sim``)."""
-    model = g1.load_model(feet_only=env_cfg.feet_only_collisions)
+    model = g1.load_model(collisions=env_cfg.collisions)
     model.opt.timestep = env_cfg.physics_dt
     return model
 

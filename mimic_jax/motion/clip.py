@@ -21,6 +21,7 @@ from mimic_jax.motion import kinematics as kin
 
 CLIP_FPS = 50.0
 JOINT_LIMIT_SLACK = 0.2  # rad beyond the joint range before an input is refused
+MAX_CLIP_FRAMES = int(CLIP_FPS * 3600)  # one hour at 50 fps: a longer clip means a wrong input frame rate
 
 
 class MotionFileError(ValueError):
@@ -79,11 +80,25 @@ def check_trajectory(path, root_pos, root_quat, joint_pos, *, check_limits: bool
                 f"its range [{table.lower[j]:.3f}, {table.upper[j]:.3f}]")
 
 
+def _check_output_frames(path, num_frames: int, fps: float) -> None:
+    """Refuses an input frame rate that makes the 50 fps clip shorter than 2 frames or longer than an hour."""
+    if not (np.isfinite(fps) and fps > 0):
+        raise MotionFileError(f"{path}: input fps must be a positive number, got {fps}")
+    seconds = (num_frames - 1) / fps
+    out = int(np.floor(seconds * CLIP_FPS + 1e-9)) + 1 if seconds * CLIP_FPS < 2 * MAX_CLIP_FRAMES else None
+    if out is not None and 2 <= out <= MAX_CLIP_FRAMES:
+        return
+    what = f"{out} frame" if out is not None else f"more than {MAX_CLIP_FRAMES} frames"
+    raise MotionFileError(f"{path}: {num_frames} input frames at {fps:g} fps make {what} at {CLIP_FPS:g} fps "
+                          f"(2 to {MAX_CLIP_FRAMES}, at most an hour); check the input fps")
+
+
 def make_clip(root_pos, root_quat, joint_pos, *, fps: float = CLIP_FPS, source: str = "", model=None,
               path: str | os.PathLike = "<array>") -> Clip:
     """Builds a clip at 50 fps from root pose and joints (resampled if ``fps`` differs) by FK."""
     root_pos, root_quat, joint_pos = (np.asarray(x, dtype=np.float64) for x in (root_pos, root_quat, joint_pos))
     check_trajectory(path, root_pos, root_quat, joint_pos)
+    _check_output_frames(path, root_pos.shape[0], fps)
     root_quat = kin.quat_normalize(root_quat)
     if abs(fps - CLIP_FPS) > 1e-9:
         root_pos, root_quat, joint_pos = kin.resample(root_pos, root_quat, joint_pos, fps, CLIP_FPS)

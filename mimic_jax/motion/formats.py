@@ -77,7 +77,10 @@ def _read_text(path: Path) -> str:
 
 
 def _parse_csv(path: Path) -> np.ndarray:
-    lines = [(n + 1, line) for n, line in enumerate(_read_text(path).splitlines()) if line.strip()]
+    text = _read_text(path)
+    if "\x00" in text:
+        raise MotionFileError(f"{path}: holds NUL bytes: binary data, not a text CSV")
+    lines = [(n + 1, line) for n, line in enumerate(text.splitlines()) if line.strip()]
     if not lines:
         raise MotionFileError(f"{path}: no data rows")
     sep = "," if "," in lines[-1][1] else None
@@ -85,6 +88,8 @@ def _parse_csv(path: Path) -> np.ndarray:
         [float(x) for x in lines[0][1].split(sep)]
     except ValueError:
         lines = lines[1:]  # one header line of text is tolerated
+    if not lines:
+        raise MotionFileError(f"{path}: no data rows (only a header line)")
     for number, line in lines:
         if len(line.split(sep)) != CSV_COLUMNS:
             raise MotionFileError(f"{path}: line {number} has {len(line.split(sep))} columns, expected "
@@ -200,6 +205,15 @@ def _choose_order(path, errors: dict, joint_order: str) -> str:
     return min(fits, key=lambda k: errors[k][0] + errors[k][1] * ORDER_POS_TOL / ORDER_ROT_TOL)
 
 
+def _check_body_quats(path: Path, body_quat: np.ndarray) -> None:
+    """Refuses zero-length body quaternions (they have no orientation to compare)."""
+    zero = np.linalg.norm(body_quat, axis=-1) < 1e-6
+    if np.any(zero):
+        t, b = np.argwhere(zero)[0]
+        raise MotionFileError(f"{path}: body_quat_w holds {int(zero.sum())} all-zero quaternions (first at frame "
+                              f"{t}, body {b}); every body orientation must be a unit quaternion")
+
+
 def import_beyondmimic_npz(path, *, joint_order: str = "auto", frame_range=None, model=None) -> Clip:
     """BeyondMimic npz -> clip. ``joint_order``: 'auto' (detected by FK), 'isaac' or 'mujoco'."""
     path = Path(path)
@@ -209,7 +223,7 @@ def import_beyondmimic_npz(path, *, joint_order: str = "auto", frame_range=None,
     _require(path, data, ("fps", "joint_pos", "body_pos_w", "body_quat_w"))
     fps = _fps_of(path, data)
     joint_pos, body_pos, body_quat = (_numeric(path, data, k) for k in ("joint_pos", "body_pos_w", "body_quat_w"))
-    t = joint_pos.shape[0]
+    t = joint_pos.shape[0] if joint_pos.ndim else -1
     if joint_pos.ndim != 2 or body_pos.ndim != 3 or body_pos.shape[::2] != (t, 3) or \
             body_quat.shape != body_pos.shape[:2] + (4,):
         raise MotionFileError(f"{path}: inconsistent shapes: joint_pos {joint_pos.shape}, body_pos_w "
@@ -221,6 +235,7 @@ def import_beyondmimic_npz(path, *, joint_order: str = "auto", frame_range=None,
     for what, x in (("body_pos_w", body_pos), ("body_quat_w", body_quat)):
         if not np.all(np.isfinite(x)):
             raise MotionFileError(f"{path}: {what} contains NaN or inf")
+    _check_body_quats(path, body_quat)
     model = model if model is not None else g1.load_model()
     order = _choose_order(path, _fit_orders(model, joint_pos, body_pos, body_quat), joint_order)
     joints = _reorder(joint_pos, JOINT_ORDERS[order][0])

@@ -23,9 +23,13 @@ GRAVITY = 9.81
 LEFT, RIGHT = 0, 1
 SWING_LIFT_END = 0.4  # swing phase fraction where the foot reaches full height
 SWING_MOVE = 0.12  # the foot moves horizontally only in [SWING_MOVE, 1 - SWING_MOVE] of the swing
-TOE_DOWN = (0.3, 0.45, 0.8)  # swing phases: toe-down pitch peaks at [0], falls from [1] to [2]
+TOE_DOWN = (0.3, 0.45, 0.8)  # swing phases: toe-down pitch peaks at [0], falls from [1] to [2] (toe-off)
+AIR_PITCH = (0.4, 0.5, 0.85)  # the same without toe-off: the pitch starts in the air, later and slower
 TOE_AHEAD = 0.092  # m, sole centre (foot site) to the bottom of the frontmost capsule end
 SOLE_GAP = 0.002  # m, the foot site sits this far below the sole
+# Without a toe-off, the swing foot starts to pitch only once its toe is this high: above the 1 cm contact
+# band, with room for a sole up to 3 cm longer than ours, whose toe the pitch lowers (0.03 sin 0.35 = 1 cm).
+PITCH_CLEARANCE = 0.02  # m
 
 
 def smoothstep(s) -> np.ndarray:
@@ -93,6 +97,31 @@ def lift_profile(phase) -> np.ndarray:
     return np.sin(0.5 * np.pi * s) ** 2
 
 
+def clearance_phase(height: float, clearance: float = PITCH_CLEARANCE) -> float:
+    """Swing phase at which ``lift_profile`` lifts a foot of swing ``height`` to ``clearance``."""
+    if height <= clearance:
+        raise ValueError(f"swing height {height} m does not clear {clearance} m")
+    return SWING_LIFT_END * 2.0 / np.pi * float(np.arcsin(np.sqrt(clearance / height)))
+
+
+def _pitch_profile(t, phase, t0: float, t1: float, heel_off: float, height: float) -> np.ndarray:
+    """0 -> 1 -> 0 profile of the toe-down pitch over one swing.
+
+    ``heel_off`` > 0: rises from ``heel_off`` seconds before lift-off (a toe-off: the heel rises about the
+    toe while the toe is on the floor) to swing phase ``TOE_DOWN[0]``, falls over ``TOE_DOWN[1:]``.
+    ``heel_off`` = 0: rises from the phase where the toe clears ``PITCH_CLEARANCE`` (so the foot never
+    turns while any sole could touch the floor) to ``AIR_PITCH[0]``, falls over ``AIR_PITCH[1:]``.
+    """
+    if heel_off > 0:
+        peak, c, e = TOE_DOWN
+        rise = smoothstep((t - t0 + heel_off) / (heel_off + peak * (t1 - t0)))
+    else:
+        peak, c, e = AIR_PITCH
+        start = clearance_phase(height)
+        rise = smoothstep((phase - start) / (peak - start))
+    return rise * (1.0 - smoothstep((phase - c) / (e - c)))
+
+
 def toe_pivot(tilt: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     """Foot-site displacement [T, 3] when a flat foot pitches toes down by ``tilt`` about its toe tip.
 
@@ -108,10 +137,13 @@ def foot_plan(t: np.ndarray, start_xy, start_yaw, steps: list[Step], height: flo
               toe_down: float = 0.0, heel_off: float = 0.0, inward: float = 0.0) -> FootPlan:
     """Feet trajectories from a footstep list; the swing lifts, moves, then lands with the sole flat.
 
-    ``toe_down`` (rad): from ``heel_off`` seconds before lift-off to early swing the foot pitches toes down
-    about its toe tip (the toe keeps the planned height and does not slip, the heel rises: a toe-off, the
-    knee flexes before the toe leaves the floor), which spares the knee a sudden reversal and the trailing
-    ankle its dorsiflexion. The foot is flat again well before it lands. ``inward`` (m): in the air the foot
+    ``toe_down`` (rad): in early swing the foot pitches toes down about its toe tip (the toe keeps the
+    planned height, the heel rises), which spares the trailing ankle the dorsiflexion that a flat foot
+    behind a flexing knee needs. With ``heel_off`` = 0 the foot leaves the floor flat and pitches once its
+    toe is ``PITCH_CLEARANCE`` high: feet in contact are flat and still, so they stay planted whatever the
+    shape of the sole. ``heel_off`` > 0 (s) starts the pitch that long before lift-off instead, while the
+    toe is on the floor (a toe-off: planted for our sole, whose toe tip is the pivot, not for other
+    soles). The foot is flat again well before it lands. ``inward`` (m): in the air the foot
     swings that much towards the other foot (under its hip: less ankle roll when the body leans over the
     stance foot).
     """
@@ -132,9 +164,7 @@ def foot_plan(t: np.ndarray, start_xy, start_yaw, steps: list[Step], height: flo
         new_xy = np.asarray(step.xy, dtype=np.float64)
         pos[after, s, :2] = (xy[s] + move * (new_xy - xy[s]))[after]
         yaw[after, s] = (ang[s] + move[:, 0] * (step.yaw - ang[s]))[after]
-        peak, c, e = TOE_DOWN
-        rise = smoothstep((t - t0 + heel_off) / (heel_off + peak * (t1 - t0)))
-        tilt = toe_down * rise * (1.0 - smoothstep((phase - c) / (e - c)))
+        tilt = toe_down * _pitch_profile(t, phase, t0, t1, heel_off, height) if toe_down else 0.0 * t
         pitch[:, s] += tilt
         pos[:, s] += toe_pivot(tilt, yaw[:, s])
         pos[:, s, 2] += height * lift_profile(phase)

@@ -43,7 +43,7 @@ class Targets:
     torso_rpy: np.ndarray  # [T, 3]
     posture: np.ndarray  # [T, 29] joint reference (arms are taken as is)
     foot_pitch: np.ndarray | None = None  # [T, 2], default flat
-    com_z: np.ndarray | None = None  # [T]: if given, the COM height is tracked instead of ``pelvis_z``
+    com_z: np.ndarray | None = None  # [T]: if given, the COM height is tracked instead of ``pelvis_z`` (not where NaN)
 
     @property
     def num_frames(self) -> int:
@@ -117,7 +117,7 @@ class WholeBodyIK:
         jac.append(self._jp[:2].copy())
         err.append(tg.com_xy[i] - d.subtree_com[self.pelvis, :2])
         wts.append(np.full(2, w.com))
-        if tg.com_z is not None:  # height task on the COM
+        if tg.com_z is not None and np.isfinite(tg.com_z[i]):  # height task on the COM
             jac.append(self._jp[2:3].copy())
             err.append(np.array([tg.com_z[i] - d.subtree_com[self.pelvis, 2]]))
         else:

@@ -17,7 +17,7 @@ import numpy as np
 from mimic_jax.assets import g1
 from mimic_jax.motion import gait
 from mimic_jax.motion.clip import CLIP_FPS
-from mimic_jax.motion.ik import Targets
+from mimic_jax.motion.ik import Targets, WholeBodyIK
 
 DT = 1.0 / CLIP_FPS
 T_STAND = 1.2  # seconds of standing before the weight starts to move
@@ -53,8 +53,23 @@ def standing() -> Standing:
     feet = np.array([data.site(s).xpos for s in ("left_foot", "right_foot")])
     sole = feet[:, 2].mean() + 0.002  # the sites sit 2 mm below the sole
     feet_xy = np.round(feet[:, :2], 4)
-    return Standing(feet_xy=feet_xy, com_z=round(float(data.subtree_com[1, 2] - sole), 4),
-                    pelvis_z=round(float(g1.DEFAULT_ROOT_HEIGHT - sole), 4))
+    pelvis_z = round(float(g1.DEFAULT_ROOT_HEIGHT - sole), 4)
+    return Standing(feet_xy=feet_xy, com_z=_standing_com_height(model, feet_xy, pelvis_z), pelvis_z=pelvis_z)
+
+
+def _standing_com_height(model, feet_xy: np.ndarray, pelvis_z: float) -> float:
+    """COM height of the IK's standing pose (pelvis height task), so that holding the COM height instead of the
+    pelvis height (walks) gives the very same standing pose (the rounded feet places move it off the keyframe)."""
+    pos = np.zeros((1, 2, 3))
+    pos[0, :, :2] = feet_xy
+    tg = Targets(foot_pos=pos, foot_yaw=np.zeros((1, 2)), com_xy=feet_xy.mean(axis=0)[None],
+                 pelvis_z=np.array([pelvis_z]), pelvis_rpy=np.zeros((1, 3)), torso_rpy=np.zeros((1, 3)),
+                 posture=g1.joint_table().default_pos[None])
+    ik = WholeBodyIK(model)
+    ik.data.qpos[:] = ik.solve(tg)[0]
+    mujoco.mj_kinematics(model, ik.data)
+    mujoco.mj_comPos(model, ik.data)
+    return round(float(ik.data.subtree_com[1, 2]), 6)
 
 
 def time_grid(duration: float) -> np.ndarray:
@@ -88,8 +103,8 @@ class Walk:
     double_support: float = 0.12  # s with both feet on the floor between steps
     pelvis_drop: float = 0.02  # m the body lowers while walking (the COM height if ``com_height``)
     height: float = 0.06  # m swing-foot clearance
-    toe_down: float = 0.3  # rad toe-off pitch (0: the foot lifts flat)
-    heel_off: float = 0.1  # s before lift-off when the heel starts to rise
+    toe_down: float = 0.3  # rad toes-down pitch of the swing foot (0: the foot stays flat)
+    heel_off: float = 0.0  # s before lift-off when the heel starts to rise (0: no toe-off, pitch in the air)
     inward: float = 0.0  # m the swing foot moves towards the other one mid-swing
     zmp_roll: float = 0.0  # m the ZMP rolls towards the stance toe during single support
     com_height: bool = True  # IK holds the COM height (drops with ``pelvis_drop``), else the pelvis height

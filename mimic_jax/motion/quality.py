@@ -8,11 +8,18 @@
   the largest horizontal slip speed, over the capsule-end spheres of a foot in contact that are within
   ``SUPPORT_BAND`` of its lowest point (those bearing the weight), of the material point at the bottom of
   the sphere (``v_centre + omega x (0, 0, -r)``): sliding and twisting count, rolling over the toe does not;
+- planted feet on other soles: ``foot_slide_p95_<sole>`` puts each sole of ``SOLES`` (ours, and sole
+  shapes of other G1 models) under the clip's feet and, at every frame where a foot has sole points within
+  ``CONTACT_HEIGHT`` of the floor, takes the slip speed of the slowest of them (a planted foot, or one
+  rolling over an edge, has one that does not move); the 95th percentile over those frames. A foot that
+  pivots about our toe tip is planted for our sole but slides on a sole whose toe is elsewhere;
 - balance: the centre of mass (COM) projection against the support polygon (convex hull of the capsule
   ends of the feet in contact), signed distance in metres, positive inside. Reported separately for
   double and single support; ``zmp_*`` use the ZMP of the cart-table model
   ``p = c_xy - c_z * c''_xy / (g + c''_z)`` instead of the COM (dynamic walking keeps the ZMP, not the
   COM, over the stance foot);
+- self-collision: ``self_clearance``, the smallest distance between two robot collision geoms that may
+  collide with each other (``g1.load_model(collisions="self")``), over the clip (capped at ``SELF_MARGIN``);
 - smoothness: largest |joint acceleration| (and velocity) from finite differences at the clip rate.
 
 ``BOUNDS`` are the limits ``check_clip_quality`` enforces; built-in synthesized clips may relax some
@@ -31,9 +38,23 @@ CONTACT_HEIGHT = 0.01  # m
 FOOT_RADIUS = 0.01
 SUPPORT_BAND = 0.003  # m: capsule ends this close to a foot's lowest point bear its weight
 GRAVITY = 9.81
+# Sole shapes: sphere centres (x, y, z) in the ankle-roll frame and their radius. "ours" is computed from the
+# model's foot capsules (both ends of each of the 7). "unitree_urdf": the 4 spheres of 5 mm (toe and heel
+# corners) of Unitree's G1 URDF (g1_29dof_rev_1_0), the foot of the public tracker. "long_box": a flat
+# 23.4 x 9 cm rectangle reaching 2.4 cm beyond our capsule ends at toe and heel (corners, edge midpoints).
+_BOX_X, _BOX_Y = (-0.078, 0.026, 0.156), (-0.045, 0.0, 0.045)
+SOLES: dict[str, tuple[np.ndarray | None, float]] = {
+    "ours": (None, FOOT_RADIUS),
+    "unitree_urdf": (np.array([[-0.05, 0.025, -0.03], [-0.05, -0.025, -0.03], [0.12, 0.03, -0.03],
+                               [0.12, -0.03, -0.03]]), 0.005),
+    "long_box": (np.array([[x, y, -0.035] for x in _BOX_X for y in _BOX_Y if (x, y) != (0.026, 0.0)]), 0.0),
+}
+SELF_MARGIN = 0.05  # m: self-clearances above this are reported as this
 BOUNDS = {
+    "self_clearance": 0.002,  # m, at least: limbs keep 2 mm apart
     "floor_penetration": 0.005,  # m, at most
     "foot_slide": 0.02,  # m/s, at most
+    **{f"foot_slide_p95_{sole}": 0.005 for sole in SOLES if sole != "ours"},  # m/s, at most
     "com_margin_double": -0.03,  # m, at least (COM may be 3 cm outside the polygon)
     "joint_acc": 150.0,  # rad/s^2, at most
     "joint_limit_margin": 0.0,  # rad, at least
@@ -46,18 +67,31 @@ def _foot_geoms(model: mujoco.MjModel) -> list[list[int]]:
             for side in SIDES]
 
 
-def foot_points(clip, model: mujoco.MjModel) -> np.ndarray:
-    """World positions [T, 2, 14, 3] of both ends of every foot capsule axis (left, right)."""
+def our_sole(model: mujoco.MjModel, side: str = "left") -> np.ndarray:
+    """Both ends [14, 3] of every foot capsule axis of our model, in the ankle-roll frame."""
+    pts = []
+    for g in _foot_geoms(model)[SIDES.index(side)]:
+        axis = np.empty(9)
+        mujoco.mju_quat2Mat(axis, model.geom_quat[g])
+        half = model.geom_size[g, 1] * axis.reshape(3, 3)[:, 2]
+        pts += [model.geom_pos[g] + half, model.geom_pos[g] - half]
+    return np.array(pts)
+
+
+def _mirror(points: np.ndarray, side: str) -> np.ndarray:
+    return points if side == "left" else points * np.array([1.0, -1.0, 1.0])
+
+
+def foot_points(clip, model: mujoco.MjModel, sole: np.ndarray | None = None) -> np.ndarray:
+    """World positions [T, 2, K, 3] of sole points under both feet (left, right).
+
+    ``sole`` [K, 3] in the left ankle-roll frame (mirrored for the right foot); default: our foot's capsule
+    ends (``our_sole``, K = 14).
+    """
     out = []
-    for side, geoms in zip(SIDES, _foot_geoms(model)):
+    for side in SIDES:
         b = g1.BODY_NAMES.index(f"{side}_ankle_roll_link")
-        pts = []
-        for g in geoms:
-            axis = np.empty(9)
-            mujoco.mju_quat2Mat(axis, model.geom_quat[g])
-            half = model.geom_size[g, 1] * axis.reshape(3, 3)[:, 2]
-            pts += [model.geom_pos[g] + half, model.geom_pos[g] - half]
-        local = np.array(pts)  # [14, 3] in the ankle-roll frame
+        local = our_sole(model, side) if sole is None else _mirror(sole, side)
         rot = np.empty((clip.num_frames, 9))
         for t in range(clip.num_frames):
             mujoco.mju_quat2Mat(rot[t], clip.body_quat_w[t, b])
@@ -65,16 +99,31 @@ def foot_points(clip, model: mujoco.MjModel) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
-def _slip_speed(clip, points: np.ndarray, dt: float) -> np.ndarray:
-    """[T, 2] largest horizontal slip of the capsule-end spheres of each foot that are near the floor."""
+def _point_slip(clip, points: np.ndarray, radius: float, dt: float) -> np.ndarray:
+    """[T, 2, K] horizontal speed of the material point at the bottom of each sole sphere:
+    ``v_centre + omega x (0, 0, -r)`` (sliding and twisting count, rolling does not)."""
     vel = np.gradient(points, dt, axis=0)
     omega = np.stack([clip.body_ang_vel_w[:, g1.BODY_NAMES.index(f"{side}_ankle_roll_link")] for side in SIDES],
                      axis=1)  # [T, 2, 3]
-    bottom = np.cross(omega[:, :, None, :], np.array([0.0, 0.0, -FOOT_RADIUS]))
-    slip = np.linalg.norm((vel + bottom)[..., :2], axis=-1)
+    bottom = np.cross(omega[:, :, None, :], np.array([0.0, 0.0, -radius]))
+    return np.linalg.norm((vel + bottom)[..., :2], axis=-1)
+
+
+def _slip_speed(clip, points: np.ndarray, dt: float) -> np.ndarray:
+    """[T, 2] largest horizontal slip of the capsule-end spheres of each foot that are near the floor."""
+    slip = _point_slip(clip, points, FOOT_RADIUS, dt)
     bottom_z = points[..., 2] - FOOT_RADIUS
     near = (bottom_z < CONTACT_HEIGHT) & (bottom_z < bottom_z.min(axis=2, keepdims=True) + SUPPORT_BAND)
     return np.where(near, slip, 0.0).max(axis=2)
+
+
+def planted_slip(clip, model: mujoco.MjModel, sole: np.ndarray | None, radius: float) -> np.ndarray:
+    """Slip speed of the slowest touching point of the sole, at every (frame, foot) with a touching point."""
+    points = foot_points(clip, model, sole)
+    slip = _point_slip(clip, points, radius, 1.0 / clip.fps)
+    touching = points[..., 2] - radius < CONTACT_HEIGHT
+    slowest = np.where(touching, slip, np.inf).min(axis=2)
+    return slowest[touching.any(axis=2)]
 
 
 def com_trajectory(clip, model: mujoco.MjModel) -> np.ndarray:
@@ -88,6 +137,26 @@ def com_trajectory(clip, model: mujoco.MjModel) -> np.ndarray:
         mujoco.mj_comPos(model, data)
         com[t] = data.subtree_com[1]
     return com
+
+
+def self_clearance(clip) -> float:
+    """Smallest distance (m, negative: penetration) between robot geoms that collide with each other (the
+    self-collision pairs of our model), at most ``SELF_MARGIN``."""
+    probe = g1.load_model(collisions="self")
+    robot = (probe.geom_bodyid > 0) & (probe.geom_contype > 0)
+    probe.geom_margin[robot] = SELF_MARGIN / 2  # a pair's margin is the sum: contacts from SELF_MARGIN on
+    probe.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_MIDPHASE  # its bounding boxes leave out margins
+    data = mujoco.MjData(probe)
+    qpos = g1.qpos_from(clip.root_pos, clip.root_quat, clip.joint_pos)
+    closest = SELF_MARGIN
+    for q in qpos:
+        data.qpos[:] = q
+        mujoco.mj_kinematics(probe, data)
+        mujoco.mj_collision(probe, data)
+        for c in data.contact[:data.ncon]:
+            if robot[c.geom[0]] and robot[c.geom[1]]:
+                closest = min(closest, float(c.dist))
+    return closest
 
 
 def _cross(o, a, b) -> float:
@@ -167,10 +236,21 @@ def clip_quality(clip, model: mujoco.MjModel | None = None) -> dict[str, float]:
         "zmp_margin_double": _min(np.where(double, zmp_m, np.nan)),
         "zmp_margin_single": _min(np.where(single, zmp_m, np.nan)),
         "flight_fraction": float(np.mean(~contact.any(axis=1))),
+        **sole_slides(clip, model),
+        "self_clearance": self_clearance(clip),
         "joint_acc": float(np.max(np.abs(qdd))) if len(qdd) else 0.0,
         "joint_vel": float(np.max(np.abs(np.diff(q, axis=0) / dt))),
         "root_height_min": float(clip.root_pos[:, 2].min()),
     }
+
+
+def sole_slides(clip, model: mujoco.MjModel) -> dict[str, float]:
+    """``foot_slide_p95_<sole>`` (m/s) for every sole of ``SOLES``; 0 for a clip without contact."""
+    out = {}
+    for name, (sole, radius) in SOLES.items():
+        slip = planted_slip(clip, model, sole, radius)
+        out[f"foot_slide_p95_{name}"] = float(np.percentile(slip, 95)) if slip.size else 0.0
+    return out
 
 
 def bounds_for(clip) -> dict[str, float]:
@@ -197,7 +277,7 @@ def check_clip_quality(clip, model: mujoco.MjModel | None = None, bounds: dict |
     problems = []
     for key, bound in bounds.items():
         value = m[key]
-        at_most = key in ("floor_penetration", "foot_slide", "joint_acc")
+        at_most = key in ("floor_penetration", "foot_slide", "joint_acc") or key.startswith("foot_slide_p95")
         if np.isnan(value):
             continue
         if (at_most and value > bound) or (not at_most and value < bound):

@@ -184,9 +184,9 @@ def jump_small() -> Targets:
 
 
 def crouch_walk() -> Targets:
-    """Walking forward at 0.25 m/s with the centre of mass 0.08 m lower than standing, torso leaning forward."""
-    return walk_targets(Walk(repeat((0.15, 0.0, 0.0), 11, 1), period=0.6, double_support=0.15, pelvis_drop=0.08,
-                             height=0.05, toe_down=0.3, heel_off=0.15, lean=0.15, arm_gain=0.5))
+    """Walking forward at 0.25 m/s with the centre of mass 0.04 m lower than standing, torso leaning forward."""
+    return walk_targets(Walk(repeat((0.15, 0.0, 0.0), 11, 1), period=0.6, double_support=0.15, pelvis_drop=0.04,
+                             height=0.05, toe_down=0.35, lean=0.15, arm_gain=0.5))
 
 
 __all__ = ["squat", "lunge", "kick", "arm_wave", "jump_small", "crouch_walk", "LEFT", "RIGHT"]

@@ -1,4 +1,5 @@
-"""Deterministic synthesis of the built-in motion clips (``locomotion_basic`` and ``dynamic_skills``).
+"""Deterministic synthesis of the built-in motion clips (sets ``locomotion_basic``, ``dynamic_skills``,
+``generalist`` = both, and ``long_benchmark``: all patterns chained into one clip of over two minutes).
 
 Each clip is a pattern (footstep plan, swing-foot trajectories, a centre-of-mass plan from the linear
 inverted pendulum, posture keyframes for arms and torso; ``gait.py``) turned into joint trajectories by
@@ -28,7 +29,7 @@ import mujoco
 import numpy as np
 
 from mimic_jax.assets import g1
-from mimic_jax.motion import skills
+from mimic_jax.motion import sequence, skills
 from mimic_jax.motion.clip import Clip, make_clip, save_clip
 from mimic_jax.motion.ik import Targets, Weights, WholeBodyIK
 from mimic_jax.motion.locomotion import Walk, repeat, stand_sway_targets, walk_targets
@@ -58,10 +59,10 @@ CLIPS: dict[str, ClipSpec] = {
     "stand_sway": ClipSpec(LOCO, "standing: weight sway side to side and back and forth, a dip, torso twist, arms",
                            stand_sway_targets),
     "walk_forward": ClipSpec(LOCO, "walk forward at 0.5 m/s: 13 steps of 0.25 m, 0.5 s each",
-                             _walk(repeat((0.25, 0, 0), 13, 1))),
-    "walk_forward_fast": ClipSpec(LOCO, "walk forward at 1.0 m/s: 14 steps of 0.45 m, 0.45 s each",
-                                  _walk(repeat((0.45, 0, 0), 14, 2), period=0.45, double_support=0.04,
-                                        pelvis_drop=0.045, height=0.06, heel_off=0.15, toe_down=0.45, lean=0.05),
+                             _walk(repeat((0.25, 0, 0), 13, 1), pelvis_drop=0.01), bounds={"joint_acc": 300.0}),
+    "walk_forward_fast": ClipSpec(LOCO, "walk forward at 0.86 m/s: 20 steps of 0.3 m, 0.35 s each",
+                                  _walk(repeat((0.3, 0, 0), 20, 2), period=0.35, double_support=0.03,
+                                        pelvis_drop=0.01, height=0.07, lean=0.05),
                                   bounds={"joint_acc": 400.0}),
     "walk_backward": ClipSpec(LOCO, "walk backward at 0.3 m/s: 14 steps of 0.15 m",
                               _walk(repeat((-0.15, 0, 0), 14, 1), toe_down=0.0, heel_off=0.0, height=0.04)),
@@ -77,12 +78,26 @@ CLIPS: dict[str, ClipSpec] = {
     "kick": ClipSpec(SKILLS, skills.kick.__doc__.strip(), skills.kick),
     "jump_small": ClipSpec(SKILLS, skills.jump_small.__doc__.strip(), skills.jump_small,
                            bounds={"joint_acc": 400.0}),
-    "crouch_walk": ClipSpec(SKILLS, skills.crouch_walk.__doc__.strip(), skills.crouch_walk),
+    "crouch_walk": ClipSpec(SKILLS, skills.crouch_walk.__doc__.strip(), skills.crouch_walk,
+                            bounds={"joint_acc": 200.0}),
 }
+LONG, GENERALIST = "long_benchmark", "generalist"
+# The long clip: every built-in pattern once, in an order that turns back towards the start (see sequence.py).
+LONG_ORDER = ("stand_sway", "walk_forward", "turn_left", "walk_forward_fast", "squat", "arm_wave", "turn_right",
+              "crouch_walk", "kick", "side_step", "lunge", "walk_backward", "jump_small")
+CLIPS[LONG] = ClipSpec(LONG, f"the {len(LONG_ORDER)} built-in patterns chained, each from where the last one "
+                             "ended, with standing transitions: " + ", ".join(LONG_ORDER),
+                       lambda: sequence.chain([(name, CLIPS[name].targets) for name in LONG_ORDER]),
+                       bounds={"joint_acc": 400.0})
 SET_DESCRIPTIONS = {
     LOCO: "Synthesized G1 locomotion: standing, walking forward/backward, turning, side steps.",
     SKILLS: "Synthesized G1 whole-body skills: squat, lunge, arm wave, kick, small jump, crouch walk.",
+    LONG: f"Benchmark for long clips: one {len(LONG_ORDER)}-pattern synthesized clip of over two minutes.",
+    GENERALIST: "Every short built-in clip (locomotion_basic and dynamic_skills), for one tracker of them all.",
 }
+SET_CLIPS = {LOCO: tuple(n for n, c in CLIPS.items() if c.motion_set == LOCO),
+             SKILLS: tuple(n for n, c in CLIPS.items() if c.motion_set == SKILLS), LONG: (LONG,)}
+SET_CLIPS[GENERALIST] = SET_CLIPS[LOCO] + SET_CLIPS[SKILLS]
 
 
 def quantize(x: np.ndarray) -> np.ndarray:
@@ -110,7 +125,7 @@ def write_sets(sets_dir: Path, clips_dir: Path) -> list[Path]:
     sets_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for set_name, description in SET_DESCRIPTIONS.items():
-        names = [n for n, spec in CLIPS.items() if spec.motion_set == set_name and (clips_dir / f"{n}.npz").exists()]
+        names = [n for n in SET_CLIPS[set_name] if (clips_dir / f"{n}.npz").exists()]
         if not names:
             continue
         rel = Path(os.path.relpath(clips_dir.resolve(), sets_dir.resolve())).as_posix()

@@ -22,6 +22,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mimic_jax import sampling
+from mimic_jax.configs import NonNegativeInt, PositiveInt, check_fields
 from mimic_jax.envs.autoreset import BatchedEnv, BatchState
 from mimic_jax.envs.config import EnvConfig
 from mimic_jax.envs.tracking import TrackingEnv
@@ -43,9 +44,12 @@ class TrainConfig:
     ppo: PPOConfig = PPOConfig()
     sampler: sampling.SamplerConfig = sampling.SamplerConfig()
     seed: int = 0
-    iterations_per_call: int = 1
-    num_devices: int = 1  # 0: all local devices
+    iterations_per_call: PositiveInt = 1
+    num_devices: NonNegativeInt = 1  # 0: all local devices
     fuse_devices: bool = False
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @struct.dataclass
