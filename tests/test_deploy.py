@@ -283,7 +283,9 @@ def test_cli_runs_without_jax(exported, tmp_path):
     heavy = [m for m in modules if m.split(".")[0] in ("jax", "jaxlib", "flax", "brax", "optax", "orbax")]
     assert not heavy and "mujoco.mjx" not in modules, heavy
     ours = [m for m in modules if m.startswith("mimic_jax")]
-    assert ours and all(m in ("mimic_jax", "mimic_jax.deploy") or m.startswith("mimic_jax.deploy.") for m in ours), ours
+    # The package's __init__ imports mimic_jax.backend (standard library only: it quiets MJX's Warp message).
+    light = ("mimic_jax", "mimic_jax.backend", "mimic_jax.deploy")
+    assert ours and all(m in light or m.startswith("mimic_jax.deploy.") for m in ours), ours
     summary = json.loads((tmp_path / "m.json").read_text())
     assert summary["clip"] == "sway" and summary["one_hot"] == "training clip 'sway'"
     assert summary["summary"]["success_rate"] == 1.0 and "sway             100%" in done.stdout
@@ -380,8 +382,11 @@ def test_export_refuses_a_model_deploy_yaml_cannot_describe():
         model_facts.model_section(model)
     model = model_facts.training_model(EnvConfig(collisions="feet", physics_dt=0.004))
     section = model_facts.model_section(model)  # what it can describe: collisions switched off, timestep
-    assert section["overrides"]["timestep"] == 0.004 and set(section["overrides"]["geom_conaffinity"]) == set(
-        section["overrides"]["geom_contype"]) and "left_foot1_collision" not in section["overrides"]["geom_contype"]
+    overrides = section["overrides"]
+    assert overrides["timestep"] == 0.004 and "left_foot1_collision" not in overrides["geom_contype"]
+    # Feet keep their contact type and collide with the floor only; every other geom is switched off.
+    assert set(overrides["geom_contype"]) <= set(overrides["geom_conaffinity"])
+    assert all(v == 0 for v in overrides["geom_contype"].values())
 
 
 def test_policy_without_state_estimation_sees_the_same_observations(exported):
