@@ -22,7 +22,7 @@ MISMATCH=(--set env.randomization.link_mass_scale=0.9,1.1 --set env.randomizatio
           --set env.randomization.motor_strength_scale=0.9,1.1 --set env.randomization.armature_scale=0.8,1.2
           --set env.randomization.joint_damping=0,0.05 --set env.randomization.joint_frictionloss=0,0.2
           --set env.randomization.action_delay_steps=0,2 --set env.randomization.imu_tilt_deg=2
-          --set env.constraints_per_env=240)  # room in the Warp buffer for a dry-friction row per joint
+          --set env.constraints_per_env=280)  # the default 250 + one dry-friction row per joint (Warp)
 mkdir -p "$OUT"
 quiet() { grep -Ev '^Module|^Warp|^   |iterations limit|warn_overflow' || true; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpus_$1.txt" 2>/dev/null || true
