@@ -4,6 +4,7 @@
     python -m mimic_jax.eval --checkpoint RUN/checkpoints/3000 --motion-set dynamic_skills   # generalization
     python -m mimic_jax.eval --run RUN --mode robust --episodes 8 --csv robust.csv
     python -m mimic_jax.eval --run RUN --sim2sim --video eval.mp4 --export-onnx policy.onnx
+    python -m mimic_jax.eval --run RUN --suite mismatch --sim2sim --json mismatch.json --plots plots/
 
 ``clean`` (default): every clip once from frame 0 to its end, mean action, no noise, pushes or
 randomization. ``robust``: the training conditions, random start frames, ``--episodes`` per clip. See
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-size", default="640x360", help="video width x height in pixels (default 640x360)")
     p.add_argument("--video-fps", type=int, default=25, help="video frames per second, at most 50 (default 25)")
     p.add_argument("--sim2sim", action="store_true", help="also run the policy on MuJoCo C and report both")
+    p.add_argument("--suite", choices=("mismatch",), help="mismatch: every clip under the standard model "
+                   "perturbations (evaluation/mismatch.py; --episodes per clip where pushes act)")
     p.add_argument("--export-onnx", type=Path, help="write the actor (normalizer included) as ONNX")
     p.add_argument("--onnx-motion", help="clip whose reference the ONNX also outputs (BeyondMimic deployment form)")
     p.add_argument("--export-only", action="store_true", help="only export (with --export-onnx), no evaluation")
@@ -67,6 +70,8 @@ def _check_args(args) -> None:
     _video_size(args.video_size)
     if not 0 < args.video_fps <= 50:
         raise UsageError(f"--video-fps must be in 1..50, got {args.video_fps}")
+    if args.suite and (args.mode != "clean" or args.video or args.export_only):
+        raise UsageError("--suite mismatch has its own protocol: it takes no --mode robust, --video or --export-only")
 
 
 def _video_size(text: str) -> tuple[int, int]:
@@ -213,7 +218,11 @@ def main(argv=None) -> int:
         print(_header(run, lib, text, generalization))
         _video_names(args, lib)
         _check_export(args, lib)
-        if not args.export_only:
+        if args.suite:
+            from mimic_jax.evaluation import mismatch_suite
+
+            mismatch_suite.main(args, _run_info(run), policy, lib, text, generalization)
+        elif not args.export_only:
             _outputs(args, _evaluate(args, run, policy, lib, text, generalization), lib)
         if args.export_onnx:
             _export(args, policy, lib)

@@ -9,9 +9,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Literal
 
-from mimic_jax.configs import (NonNegativeFloat, NonNegativeInterval, PositiveFloat, PositiveInt, Range,
-                               check_fields)
+from mimic_jax.configs import (Ascending, FiniteFloat, NonNegativeFloat, NonNegativeInt, NonNegativeInterval,
+                               PositiveFloat, PositiveInt, Range, check_fields)
 from mimic_jax.envs.rewards import RewardConfig
+
+
+PositiveInterval = Annotated[tuple[PositiveFloat, PositiveFloat], Ascending()]
+Interval = Annotated[tuple[FiniteFloat, FiniteFloat], Ascending()]
+StepInterval = Annotated[tuple[NonNegativeInt, NonNegativeInt], Ascending()]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,6 +70,16 @@ class RandomizationConfig:
     torso_com_yz: NonNegativeFloat = 0.05
     push: bool = True
     push_interval_s: NonNegativeInterval = (1.0, 3.0)
+    # Model-mismatch options (envs/randomize.py; not in the published problem: the defaults turn them off).
+    # Ranges are U(lo, hi), drawn per environment (per episode for the delay and the tilt) and per link/motor/dof.
+    link_mass_scale: PositiveInterval = (1.0, 1.0)  # every link's mass and inertia
+    torso_added_mass: Interval = (0.0, 0.0)  # kg on torso_link, inertia scaled with its mass
+    motor_strength_scale: PositiveInterval = (1.0, 1.0)  # kp and effort limit of each actuator
+    armature_scale: PositiveInterval = (1.0, 1.0)  # reflected rotor inertia of each joint
+    joint_damping: NonNegativeInterval = (0.0, 0.0)  # viscous damping of each joint, N m s / rad
+    joint_frictionloss: NonNegativeInterval = (0.0, 0.0)  # dry friction of each joint, N m
+    action_delay_steps: StepInterval = (0, 0)  # control steps between the policy's command and the motors
+    imu_tilt_deg: Annotated[float, Range(ge=0, le=45)] = 0.0  # IMU roll and pitch U(-d, d) seen by the actor
 
     def __post_init__(self):
         check_fields(self)

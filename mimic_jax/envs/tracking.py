@@ -15,7 +15,9 @@ from mujoco import mjx
 
 from mimic_jax import math as jm
 from mimic_jax.assets import g1
+from mimic_jax.envs import imu
 from mimic_jax.envs import observations as obs_lib
+from mimic_jax.envs import randomize
 from mimic_jax.envs import rewards as rew_lib
 from mimic_jax.envs import terminations as term_lib
 from mimic_jax.envs.config import EnvConfig
@@ -33,6 +35,9 @@ class EnvState:
     last_action: jnp.ndarray  # [29]
     default_pos: jnp.ndarray  # [29], randomized default pose, fixed for the env's life
     push_timer: jnp.ndarray  # int32 control steps until the next push
+    action_queue: jnp.ndarray  # [max delay + 1, 29] the last commands, newest first (randomize.delay_action)
+    action_delay: jnp.ndarray  # int32 control steps from a command to the motors, drawn per episode
+    imu_tilt: jnp.ndarray  # [3, 3] IMU frame in the body, drawn per episode (envs/imu.py)
     rng: jnp.ndarray
     obs: dict
 
@@ -85,6 +90,8 @@ class TrackingEnv:
         self.device = jax.local_devices()[0]
         extra = {"graph_mode": _graph_mode(cfg.warp_graph_mode)} if cfg.impl == "warp" else {}
         self.mx = _quiet(mjx.put_model(self.mj_model, impl=cfg.impl, device=self.device, **extra))
+        if cfg.randomization.enabled and cfg.randomization.joint_frictionloss[1] > 0:  # rows for the randomized values
+            self.mx = randomize.with_frictionloss_rows(self.mx, randomize.joint_dof_mask(self.mj_model))
         table = g1.joint_table()
         self.action_scale = jnp.asarray(table.action_scale, jnp.float32)
         self.velocity_limit = jnp.asarray(table.velocity_limit, jnp.float32) if cfg.joint_velocity_limits else None
@@ -97,6 +104,8 @@ class TrackingEnv:
         self.penalised_bodies = penalised_bodies(self.mj_model)
         self.observation_size = obs_lib.observation_size(cfg, self.num_motions)
         self.action_size = g1.NUM_JOINTS
+        self.max_action_delay = randomize.max_action_delay(cfg.randomization)
+        self.actor_layout = imu.actor_layout(cfg, self.num_motions)
 
     # -- data -------------------------------------------------------------------------------------------
     def make_data(self, num_envs: int) -> mjx.Data:
@@ -132,10 +141,21 @@ class TrackingEnv:
         lin, ang = ref.body_lin_vel, ref.body_ang_vel  # fresh data has no cvel yet; not used by observations
         robot = robot_state(data, self.body_ids, lin, ang)
         zeros = jnp.zeros(self.action_size)
-        obs = obs_lib.observe(self.cfg, robot, ref, zeros, default_pos, motion_id, self.num_motions, k_obs)
+        tilt = randomize.imu_tilt(key, self.cfg.randomization)
+        obs = self._sense(obs_lib.observe(self.cfg, robot, ref, zeros, default_pos, motion_id, self.num_motions,
+                                          k_obs), tilt)
         return EnvState(data=data, motion_id=motion_id, frame=frame, start_bin=start_bin,
                         step=jnp.zeros((), jnp.int32), last_action=zeros, default_pos=default_pos,
-                        push_timer=self._push_interval(k_push), rng=k_next, obs=obs)
+                        push_timer=self._push_interval(k_push),
+                        action_queue=jnp.zeros((self.max_action_delay + 1, self.action_size)),
+                        action_delay=randomize.action_delay(key, self.cfg.randomization), imu_tilt=tilt,
+                        rng=k_next, obs=obs)
+
+    def _sense(self, obs: dict, tilt) -> dict:
+        """The actor's observation read through the episode's IMU (unchanged unless imu_tilt_deg is set)."""
+        if not randomize.imu_tilt_on(self.cfg.randomization):
+            return obs
+        return {**obs, "actor": imu.tilt_observation(obs["actor"], self.actor_layout, tilt)}
 
     def _push_interval(self, key):
         lo, hi = self.cfg.randomization.push_interval_s
@@ -173,7 +193,9 @@ class TrackingEnv:
         """One control step without reset: physics, then reward and terminations at the new instant."""
         k_push, k_obs, k_next = jax.random.split(state.rng, 3)
         data, push_timer = self._push(state.data, state, k_push)
-        data = self.physics(m, data, action, state.default_pos)
+        # With an action delay the motors get an older command; the policy's own command is its last action.
+        queue, executed = randomize.delay_action(state.action_queue, action, state.action_delay)
+        data = self.physics(m, data, executed, state.default_pos)
         lin, ang = body_velocities(data, self.body_ids)
         data = mjx.kinematics(m, data)
         nonfinite = ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel)))
@@ -186,13 +208,13 @@ class TrackingEnv:
         reward = rew_lib.total_reward(self.cfg.rewards, terms, self.cfg.control_dt)
         terms_done = term_lib.terminations(self.cfg.terminations, robot, ref)
         terminated = nonfinite | jnp.any(jnp.stack(list(terms_done.values())))
-        obs = obs_lib.observe(self.cfg, robot, ref, action, state.default_pos, state.motion_id, self.num_motions,
-                              k_obs)
+        obs = self._sense(obs_lib.observe(self.cfg, robot, ref, action, state.default_pos, state.motion_id,
+                                          self.num_motions, k_obs), state.imu_tilt)
         info = StepInfo(reward=jnp.where(nonfinite, 0.0, reward), terms=terms, terminations=terms_done,
                         terminated=terminated, time_out=state.step + 1 >= self.cfg.episode_steps,
                         clip_end=frame >= lib.clip_length[state.motion_id] - 1, nonfinite=nonfinite)
         new_state = state.replace(data=data, frame=frame, step=state.step + 1, last_action=action,
-                                  push_timer=push_timer, rng=k_next, obs=obs)
+                                  push_timer=push_timer, action_queue=queue, rng=k_next, obs=obs)
         return new_state, info
 
 

@@ -12,6 +12,10 @@ observations and terminations: the JAX functions of the environment run on the C
 The protocol is the clean one (``rollout`` module doc): frame 0 to the clip end, mean action, no noise.
 Any difference from the MJX numbers is therefore the engines' (MJX's own collision, solver and float32
 arithmetic against MuJoCo C in float64).
+
+The mismatch suite (``evaluation/mismatch.py``) plays the same episodes on a perturbed ``MjModel`` and with
+:class:`Conditions`: an action delay and an IMU tilt (``envs.randomize.delay_action``, ``envs/imu.py``: the
+functions the MJX side uses) and the environment's pushes (the same schedule and ranges, drawn from NumPy).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mimic_jax import math as jm
 from mimic_jax.assets import g1
 from mimic_jax.envs import observations as obs_lib
 from mimic_jax.envs import terminations as term_lib
+from mimic_jax.envs.randomize import delay_action
 from mimic_jax.envs.robot import RobotState, body_velocities, robot_state
 from mimic_jax.evaluation.metrics import METRICS, Episodes, frame_errors
 from mimic_jax.evaluation.rollout import (Policy, act, eval_env_config, one_hot_rows, one_hot_slice,
@@ -58,19 +63,42 @@ def _read(d: mujoco.MjData, xpos_substep: np.ndarray) -> _Arrays:
                    f32(d.subtree_com))
 
 
+class PushSpec(NamedTuple):
+    """The environment's pushes: every U(interval_s) seconds a root velocity change U(-lin, lin) and an
+    angular one U(-ang, ang), both world frame."""
+
+    interval_s: tuple[float, float]
+    lin: np.ndarray  # [3]
+    ang: np.ndarray  # [3]
+
+
+class Conditions(NamedTuple):
+    """What one MuJoCo episode changes beyond its model (the mismatch suite; defaults: none)."""
+
+    delay: int = 0  # control steps from the policy's command to the motors
+    tilt: np.ndarray | None = None  # [3, 3] IMU frame in the body (``envs.imu.tilt_observation``)
+    push: PushSpec | None = None
+    seed: int = 0  # of the pushes
+
+
 def make_control(policy: Policy):
-    """jitted ``(arrays, ref, last_action, one_hot, default_pos) -> (next action, errors, terminations)``."""
+    """jitted ``(arrays, ref, last_action, one_hot, default_pos, tilt=None) -> (next action, errors,
+    terminations)``; ``tilt`` [3, 3] reads the observation in a tilted IMU frame."""
+    from mimic_jax.envs.imu import actor_layout, tilt_observation
+
     cfg = eval_env_config(policy.env_cfg, "clean", "jax")
     body_ids = g1.body_ids(g1.load_model(), g1.TRACKED_BODY_NAMES)
     block = one_hot_slice(cfg, policy.num_motions)
+    layout = actor_layout(cfg, policy.num_motions)
 
-    def control(params, normalizer, a: _Arrays, ref: RefFrame, last_action, one_hot, default_pos):
+    def control(params, normalizer, a: _Arrays, ref: RefFrame, last_action, one_hot, default_pos, tilt=None):
         """The environment's observation, the policy, the metrics and the terminations of one instant."""
         lin, ang = body_velocities(_VelocityView(a.cvel, a.xpos_substep, a.subtree_com), body_ids)
         robot: RobotState = robot_state(a, body_ids, lin, ang)
         obs = obs_lib.observe(cfg, robot, ref, last_action, default_pos, 0, policy.num_motions,
                               jax.random.PRNGKey(0))
-        action = act(policy.nets, block, params, normalizer, obs["actor"], one_hot)
+        actor = obs["actor"] if tilt is None else tilt_observation(obs["actor"], layout, tilt)
+        action = act(policy.nets, block, params, normalizer, actor, one_hot)
         terms = term_lib.terminations(cfg.terminations, robot, ref)
         return action, frame_errors(robot, ref), terms
 
@@ -92,25 +120,49 @@ def _reset(model, d: mujoco.MjData, ref: RefFrame, default_pos: np.ndarray) -> N
     mujoco.mj_forward(model, d)
 
 
-def _episode(policy: Policy, control, model, tables: dict, one_hot, cfg) -> dict:
-    """One clean episode of one clip (``tables``: its reference arrays); per-step errors, qpos and outcome."""
+def _push_steps(rng: np.random.Generator, spec: PushSpec, control_dt: float) -> int:
+    return int(rng.uniform(*spec.interval_s) / control_dt)
+
+
+def _push(d: mujoco.MjData, rng: np.random.Generator, spec: PushSpec) -> None:
+    """A random root velocity change, as ``TrackingEnv._push`` (angular part rotated into the body frame)."""
+    d_lin = rng.uniform(-1.0, 1.0, 3) * spec.lin
+    d_ang = rng.uniform(-1.0, 1.0, 3) * spec.ang
+    d.qvel[0:3] += d_lin
+    d.qvel[3:6] += np.asarray(jm.quat_rotate_inv(jnp.asarray(d.qpos[3:7]), jnp.asarray(d_ang)))
+
+
+def _episode(policy: Policy, control, model, tables: dict, one_hot, cfg, cond: Conditions = Conditions()) -> dict:
+    """One clean episode of one clip (``tables``: its reference arrays) under ``cond``; per-step errors, qpos
+    and outcome."""
     table = g1.joint_table()
     default_pos, scale = table.default_pos.astype(np.float32), table.action_scale
+    tilt = None if cond.tilt is None else np.asarray(cond.tilt, np.float32)
+    rng = np.random.default_rng(cond.seed)
+    timer = _push_steps(rng, cond.push, cfg.control_dt) if cond.push is not None else 0
+    queue = np.zeros((cond.delay + 1, g1.NUM_JOINTS), np.float32)
     d = mujoco.MjData(model)
     _reset(model, d, _ref(tables, 0), default_pos)
     qpos0 = d.qpos.copy()
     action, _, _ = control(policy.params, policy.normalizer, _read(d, d.xpos.copy()), _ref(tables, 0),
-                           np.zeros(g1.NUM_JOINTS, np.float32), one_hot, default_pos)
+                           np.zeros(g1.NUM_JOINTS, np.float32), one_hot, default_pos, tilt)
     rec = {"errors": [], "qpos": [], "terms": [], "failed": False}
     for frame in range(1, len(tables["joint_pos"])):
-        d.ctrl[:] = default_pos + scale * np.asarray(action)
+        if cond.push is not None:
+            if timer <= 0:
+                _push(d, rng, cond.push)
+                timer = _push_steps(rng, cond.push, cfg.control_dt)
+            else:
+                timer -= 1
+        queue, executed = delay_action(queue, action, cond.delay)
+        d.ctrl[:] = default_pos + scale * np.asarray(executed)
         for _ in range(cfg.decimation):
             mujoco.mj_step(model, d)
         xpos_substep = d.xpos.copy()
         mujoco.mj_kinematics(model, d)
-        last = action
+        last = action  # the policy's own command, whatever the motors got
         action, errors, terms = control(policy.params, policy.normalizer, _read(d, xpos_substep),
-                                        _ref(tables, frame), last, one_hot, default_pos)
+                                        _ref(tables, frame), last, one_hot, default_pos, tilt)
         terms = {k: bool(v) for k, v in terms.items()}
         terms["nonfinite"] = not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel)))
         rec["errors"].append({k: float(v) for k, v in errors.items()})
@@ -129,8 +181,9 @@ def _clip_tables(lib: MotionLibrary, motion_id: int) -> dict:
     return {f: np.asarray(getattr(lib, f)[start:start + length], np.float32) for f in fields}
 
 
-def _to_episodes(records: list[dict]) -> Episodes:
-    """Pads per-episode records to [T, N] arrays (NaN errors, last qpos) as :class:`Episodes`."""
+def _to_episodes(records: list[dict], motion_id: np.ndarray | None = None) -> Episodes:
+    """Pads per-episode records to [T, N] arrays (NaN errors, last qpos) as :class:`Episodes` (episode n of
+    clip ``motion_id[n]``, default: one per clip in order)."""
     n = len(records)
     length = np.array([len(r["errors"]) for r in records], np.int32)
     steps = int(length.max())
@@ -148,25 +201,33 @@ def _to_episodes(records: list[dict]) -> Episodes:
         qpos[:length[i], i] = np.array(r["qpos"])
         qpos[length[i]:, i] = r["qpos"][-1]
         failed[length[i] - 1, i] = r["failed"]
-    return Episodes(motion_id=np.arange(n, dtype=np.int32), start_frame=np.zeros(n, np.int32), length=length,
+    motion_id = np.arange(n, dtype=np.int32) if motion_id is None else np.asarray(motion_id, np.int32)
+    return Episodes(motion_id=motion_id, start_frame=np.zeros(n, np.int32), length=length,
                     success=~failed.any(axis=0), termination=termination_names(terms, failed, length),
                     errors=errors, qpos0=np.stack([r["qpos0"] for r in records]), qpos=qpos, engine="mujoco")
 
 
-def mujoco_episodes(policy: Policy, lib: MotionLibrary, *, progress: bool = False) -> Episodes:
-    """One clean episode per clip of ``lib`` on MuJoCo C; the same :class:`Episodes` as ``mjx_episodes``."""
+def mujoco_episodes(policy: Policy, lib: MotionLibrary, *, progress: bool = False, model=None,
+                    conditions: Conditions | None = None, episodes: int = 1, seed: int = 0) -> Episodes:
+    """Clean episodes (``episodes`` per clip of ``lib``) on MuJoCo C; the same :class:`Episodes` as
+    ``mjx_episodes``. ``model`` replaces the robot model (a perturbed one), ``conditions`` adds a delay, an
+    IMU tilt or pushes; episode k of a clip draws its pushes from ``seed + k``."""
     cfg = eval_env_config(policy.env_cfg, "clean", "jax")
-    model = g1.load_model(collisions=cfg.collisions)
+    if model is None:
+        model = g1.load_model(collisions=cfg.collisions)
     model.opt.timestep = cfg.physics_dt
     control = make_control(policy)
     rows = one_hot_rows(policy, lib.names)[0]
-    clips = range(lib.num_motions)
+    motion_id = np.repeat(np.arange(lib.num_motions, dtype=np.int32), episodes)
+    items = range(motion_id.size)
     if progress:
         from tqdm import tqdm
 
-        clips = tqdm(clips, desc="sim2sim (MuJoCo)", unit="clip", leave=False)
-    records = [_episode(policy, control, model, _clip_tables(lib, i), rows[i], cfg) for i in clips]
-    return _to_episodes(records)
+        items = tqdm(items, desc="sim2sim (MuJoCo)", unit="episode", leave=False)
+    cond = conditions or Conditions()
+    records = [_episode(policy, control, model, _clip_tables(lib, int(motion_id[i])), rows[motion_id[i]], cfg,
+                        cond._replace(seed=seed + i % episodes)) for i in items]
+    return _to_episodes(records, motion_id)
 
 
 def joint_replay_policy(config, motion_names, offset: float = 100.0) -> Policy:
