@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
+from jax.sharding import SingleDeviceSharding
 
 import mimic_jax
 from mimic_jax.motion.library import MotionLibrary, library_fingerprint
@@ -245,16 +245,7 @@ def check_compatible(meta: dict, lib: MotionLibrary, cfg: TrainConfig | None = N
 
 def _abstract_carry(trainer: Trainer) -> TrainCarry:
     """Shapes, dtypes and device placement of the trainer's carry, without running anything."""
-    shapes = jax.eval_shape(trainer.init)
-    first = SingleDeviceSharding(trainer.devices[0])
-    ts_sharding = NamedSharding(trainer.mesh, P()) if len(trainer.devices) > 1 else first
-
-    def place(sharding):
-        return lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding, weak_type=s.weak_type)
-
-    envs = tuple(jax.tree.map(place(SingleDeviceSharding(d)), e) for e, d in zip(shapes.envs, trainer.devices))
-    return TrainCarry(train_state=jax.tree.map(place(ts_sharding), shapes.train_state), envs=envs,
-                      key=jax.tree.map(place(first), shapes.key))
+    return trainer.abstract_carry()
 
 
 def _rebuild(abstract_leaves: list, flat: dict) -> list:

@@ -143,13 +143,13 @@ def test_batched_contract(lib):
     scfg = sampling.SamplerConfig()
     benv = BatchedEnv(env, 6, scfg)
     sampler = sampling.init_sampler(np.asarray(lib.clip_length), lib.fps, scfg)
-    model, in_axes = benv.model(jax.random.PRNGKey(0))
-    bs = jax.jit(lambda m, l, s, k: benv.init(m, in_axes, l, s, k))(model, lib, sampler, jax.random.PRNGKey(1))
-    step = jax.jit(lambda m, l, b, a: benv.step(m, in_axes, l, b, a))
+    world = benv.world(lib, jax.random.PRNGKey(0))
+    bs = jax.jit(benv.init)(world, sampler, jax.random.PRNGKey(1))
+    step = jax.jit(benv.step)
     key = jax.random.PRNGKey(2)
     for i in range(50):
         action = 0.5 * jax.random.normal(jax.random.fold_in(key, i), (6, 29))
-        bs, tr = step(model, lib, bs, action)
+        bs, tr = step(world, bs, action)
         assert np.all(np.isfinite(np.asarray(bs.env.obs["actor"]))) and np.all(np.isfinite(np.asarray(tr.reward)))
     assert step._cache_size() == 1
     assert bs.env.obs["actor"].shape == (6, env.observation_size["actor"])

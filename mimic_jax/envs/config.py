@@ -60,14 +60,28 @@ class ResetConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class PushConfig:
+    """Pushes: every U(interval_s) seconds a root velocity change U(-v, v) per axis (world frame)."""
+
+    enabled: bool = True
+    interval_s: tuple[float, float] = (1.0, 3.0)
+    lin_vel_xy: float = 0.5
+    lin_vel_z: float = 0.2
+    ang_vel_roll_pitch: float = 0.52
+    ang_vel_yaw: float = 0.78
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RandomizationConfig:
+    """Model randomization (``enabled``: friction, torso centre of mass, default joint offsets) and pushes,
+    which have their own switch."""
+
     enabled: bool = True
     foot_friction: tuple[float, float] = (0.3, 1.2)
     joint_default_offset: float = 0.01
     torso_com_x: float = 0.025
     torso_com_yz: float = 0.05
-    push: bool = True
-    push_interval_s: tuple[float, float] = (1.0, 3.0)
+    push: PushConfig = PushConfig()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -106,4 +120,5 @@ def evaluation_config(cfg: EnvConfig) -> EnvConfig:
                              lin_vel_z=0.0, ang_vel_roll_pitch=0.0, ang_vel_yaw=0.0, joint_pos=0.0)
     return dataclasses.replace(
         cfg, noise=dataclasses.replace(cfg.noise, enabled=False), reset=zero_reset,
-        randomization=dataclasses.replace(cfg.randomization, enabled=False, push=False))
+        randomization=dataclasses.replace(cfg.randomization, enabled=False,
+                                          push=dataclasses.replace(cfg.randomization.push, enabled=False)))
