@@ -103,7 +103,7 @@ def _shared_model(mx, key, num_envs: int):
 
 
 def select_state(mask, on_true: EnvState, on_false: EnvState) -> EnvState:
-    """``on_true`` where ``mask`` else ``on_false``, for one environment (inside vmap) or a batch."""
+    """``on_true`` where ``mask`` else ``on_false``, for one environment (inside vmap: ``mask`` is a scalar)."""
     data = on_false.data.where(mask, on_true.data)
     rest = jax.tree_util.tree_map(lambda a, b: jnp.where(mask, a, b), on_true.replace(data=None),
                                   on_false.replace(data=None))

@@ -139,8 +139,9 @@ def eval_env_config(train_cfg: EnvConfig, mode: str, impl: str = "auto") -> EnvC
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     cfg = train_cfg if mode == "robust" else evaluation_config(train_cfg)
     if mode == "noisy":
+        push = train_cfg.randomization.push
         cfg = dataclasses.replace(cfg, noise=train_cfg.noise,
-                                  randomization=dataclasses.replace(cfg.randomization, push=train_cfg.randomization.push))
+                                  randomization=dataclasses.replace(cfg.randomization, push=push))
     return dataclasses.replace(cfg, impl=resolve_impl(impl))
 
 
@@ -196,7 +197,8 @@ def mjx_episodes(policy: Policy, lib: MotionLibrary, *, mode: str = "clean", epi
     """Runs the evaluation episodes of ``mode`` on MJX and returns them (numpy; ``qpos=False``: no qpos
     record, e.g. for periodic evaluations that only need the metrics).
 
-    Another evaluation of the same shapes (parameters, library contents, seed) compiles nothing new.
+    Another evaluation of the same shapes compiles nothing new: other parameters, clips of the same lengths
+    (in robust mode the seed's start frames set the number of steps, hence the program).
     """
     cfg = eval_env_config(policy.env_cfg, mode, impl)
     env = _environment(cfg, policy.num_motions)
@@ -215,8 +217,8 @@ def _episodes(played: EpisodeBatch, motion_id: np.ndarray, start: np.ndarray) ->
     failed = np.asarray(played.failed)
     length = np.sum(played.valid, axis=0).astype(np.int32)
     records = played.records
+    qpos = np.asarray(records["qpos"]) if "qpos" in records else None
     return Episodes(motion_id=motion_id, start_frame=start, length=length, success=~failed.any(axis=0),
                     termination=termination_names(played.terminations, failed, length),
                     errors={k: np.asarray(v, np.float64) for k, v in records["errors"].items()},
-                    qpos0=np.asarray(played.start_qpos), qpos=np.asarray(records["qpos"]) if "qpos" in records else None,
-                    engine="mjx")
+                    qpos0=np.asarray(played.start_qpos), qpos=qpos, engine="mjx")
