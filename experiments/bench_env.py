@@ -66,14 +66,15 @@ def bench(num_envs: int, steps: int, impl: str, lib, collisions: str = "self") -
     scfg = sampling.SamplerConfig()
     benv = BatchedEnv(env, num_envs, scfg)
     sampler = sampling.init_sampler(np.asarray(lib.clip_length), lib.fps, scfg)
-    m, in_axes = benv.model(jax.random.PRNGKey(0))
-    bs = jax.jit(lambda m, lib, s, k: benv.init(m, in_axes, lib, s, k))(m, lib, sampler, jax.random.PRNGKey(1))
+    world = benv.world(lib, jax.random.PRNGKey(0))
+    m, in_axes = world.model, world.in_axes
+    bs = jax.jit(benv.init)(world, sampler, jax.random.PRNGKey(1))
 
     @jax.jit
-    def env_rollout(m, lib, bs, key):
+    def env_rollout(world, bs, key):
         def body(bs, k):
             action = 0.3 * jax.random.normal(k, (num_envs, env.action_size))
-            bs, tr = benv.step(m, in_axes, lib, bs, action)
+            bs, tr = benv.step(world, bs, action)
             return bs, tr.reward.mean()
         return jax.lax.scan(body, bs, jax.random.split(key, steps))
 
@@ -84,7 +85,7 @@ def bench(num_envs: int, steps: int, impl: str, lib, collisions: str = "self") -
         return jax.lax.scan(lambda d, _: (step(m, d), None), data, None, length=steps)[0]
 
     _, raw_compile, raw_s = _time(raw_rollout, m, bs.env.data)
-    _, env_compile, env_s = _time(env_rollout, m, lib, bs, jax.random.PRNGKey(2))
+    _, env_compile, env_s = _time(env_rollout, world, bs, jax.random.PRNGKey(2))
     raw_rate, env_rate = num_envs * steps / raw_s, num_envs * steps / env_s
     return {"num_envs": num_envs, "steps": steps, "impl": impl, "collisions": collisions,
             "raw_env_steps_per_s": raw_rate, "env_steps_per_s": env_rate, "env_over_raw": env_rate / raw_rate,

@@ -34,8 +34,8 @@ from bench_env import load_bench_library  # noqa: E402  (same folder)
 
 
 def raw_physics_rate(trainer: Trainer, steps: int = 50) -> float:
-    env, sh = trainer.env, trainer.shards[0]
-    in_axes = trainer.in_axes
+    env, world = trainer.env, trainer.shards[0].world
+    in_axes = world.in_axes
     data = trainer.init().envs[0].env.data
 
     @jax.jit
@@ -44,9 +44,9 @@ def raw_physics_rate(trainer: Trainer, steps: int = 50) -> float:
                         in_axes=(in_axes, 0))
         return jax.lax.scan(lambda dd, _: (step(m, dd), None), d, None, length=steps)[0]
 
-    jax.block_until_ready(run(sh.model, data))
+    jax.block_until_ready(run(world.model, data))
     t0 = time.perf_counter()
-    jax.block_until_ready(run(sh.model, data))
+    jax.block_until_ready(run(world.model, data))
     return trainer.envs_per_device * steps / (time.perf_counter() - t0)
 
 
@@ -62,8 +62,9 @@ def breakdown(trainer: Trainer, carry, repeats: int = 3) -> dict:
         outs = []
         for i, sh in enumerate(trainer.shards):
             params = jax.device_put((ts.params, ts.normalizer), sh.device)
-            envs[i], out, _, _ = trainer._rollout(*params, sh.model, envs[i], sh.lib)
-            outs.append(out)
+            res = trainer._rollout(*params, sh.world, envs[i])
+            envs[i] = res.state
+            outs.append(res.rollout)
         return outs
 
     jax.block_until_ready(rollouts())  # compile

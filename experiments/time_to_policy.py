@@ -4,9 +4,11 @@
         --max-minutes 5 --target 0.95 --out runs/ttp_walk
 
 Clock starts before the trainer is built (compilation included). Every ``--eval-every`` seconds the
-deterministic policy plays every clip of the set from frame 0 to its end in ``--episodes`` environments
-per clip, twice: clean (no noise, randomization or pushes: the episodes are identical up to physics
-nondeterminism) and noisy (actor observation noise and pushes on, no model randomization).
+deterministic policy is evaluated by the evaluation module (``mimic_jax.evaluation``, the same episode
+runner and metrics as ``python -m mimic_jax.eval``) in its ``clean`` mode: every clip once from frame 0 to
+its end, no noise, randomization or pushes. The final evaluation also runs its ``noisy`` mode: ``--episodes``
+episodes per clip from frame 0 with the training's actor observation noise and pushes (no model
+randomization, no reset noise).
 
 Two success criteria are recorded per clip. ``success`` is the published one: the clip ends without a
 termination (the terminations ignore horizontal position, so a policy that balances in place "succeeds" on a
@@ -18,79 +20,49 @@ reference horizontally at every frame. ``--criterion`` picks which one ``--targe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from mimic_jax.assets import g1
 from mimic_jax.backend import resolve_impl
 from mimic_jax.checkpoint import config_to_dict
-from mimic_jax.envs.config import EnvConfig, evaluation_config
-from mimic_jax.envs.tracking import TrackingEnv
+from mimic_jax.envs.config import EnvConfig
+from mimic_jax.evaluation.metrics import summarize
+from mimic_jax.evaluation.rollout import make_policy, mjx_episodes
 from mimic_jax.motion.library import build_library
 from mimic_jax.motion.sets import load_motion_set, resolve_motion_set
 from mimic_jax.ppo.config import PPOConfig
 from mimic_jax.ppo.trainer import TrainConfig, Trainer, check_buffers
 
-
-def make_evaluator(env_cfg: EnvConfig, lib, nets, episodes: int, max_drift: float):
-    """A jitted function (params, normalizer, lib, key) -> per clip [M]: (success, tracked, mpjpe_mm, length,
-    max_drift_m)."""
-    anchor = g1.TRACKED_BODY_NAMES.index(g1.ANCHOR_BODY)
-    env = TrackingEnv(env_cfg, lib.num_motions)
-    m_count = lib.num_motions
-    n = m_count * episodes
-    motion = jnp.repeat(jnp.arange(m_count, dtype=jnp.int32), episodes)
-    steps = int(np.max(np.asarray(lib.clip_length))) - 1
-    template = env.make_data(n)
-    offsets = jnp.zeros((n, env.action_size))
-
-    def run(params, normalizer, lib, key):
-        keys = jax.random.split(key, n)
-        reset = jax.vmap(env.reset, in_axes=(None, None, None, 0, None, None, 0, 0))
-        state = reset(env.mx, lib, template, motion, jnp.int32(0), jnp.int32(0), env.default_pos + offsets, keys)
-        last = lib.clip_length[motion] - 1
-
-        def body(carry, _):
-            state, alive, done, err_sum, count, drift = carry
-            action = nets.deterministic_action(params, normalizer, state.obs)
-            state, info = jax.vmap(env.step, in_axes=(None, None, 0, 0))(env.mx, lib, state, action)
-            ref = lib.frame(state.motion_id, state.frame)
-            pos = state.data.xpos[:, env.body_ids]
-            err = jnp.mean(jnp.linalg.norm(pos - ref.body_pos, axis=-1), axis=-1)
-            horizontal = jnp.linalg.norm(pos[:, anchor, :2] - ref.body_pos[:, anchor, :2], axis=-1)
-            live = alive & ~done
-            alive = alive & ~(info.terminated & live)
-            done = done | (state.frame >= last)
-            drift = jnp.maximum(drift, jnp.where(live, horizontal, 0.0))
-            return (state, alive, done, err_sum + jnp.where(live, err, 0.0), count + live, drift), None
-
-        init = (state, jnp.ones(n, bool), jnp.zeros(n, bool), jnp.zeros(n), jnp.zeros(n), jnp.zeros(n))
-        (state, alive, done, err_sum, count, drift), _ = jax.lax.scan(body, init, None, length=steps)
-        per_clip = lambda x: jnp.mean(x.reshape(m_count, episodes), axis=1)  # noqa: E731
-        tracked = alive & (drift <= max_drift)
-        return (per_clip(alive.astype(jnp.float32)), per_clip(tracked.astype(jnp.float32)),
-                per_clip(1000 * err_sum / jnp.maximum(count, 1)), per_clip(count), per_clip(drift))
-
-    return jax.jit(run)
+# curve.jsonl key suffix -> the evaluation summary field it reports, per clip
+FIELDS = {"success": "success_rate", "tracked": "tracked_rate", "mpjpe_mm": "mpjpe_global_mm",
+          "max_drift_m": "max_drift_m"}
 
 
-def evaluate(trainer, carry, metrics, evaluators: dict, t_start: float, it: int, num_envs: int) -> dict:
+def evaluate_modes(trainer: Trainer, carry, modes, episodes: int, max_drift: float, seed: int) -> dict:
+    """{"<mode>_<field>": [per clip]} of the current policy in each evaluation mode."""
     ts = trainer.local_train_state(carry)
-    key = jax.random.PRNGKey(it)
-    rows = {name: [np.asarray(x).tolist() for x in fn(ts.params, ts.normalizer, trainer.lib, key)]
-            for name, fn in evaluators.items()}
+    policy = make_policy(trainer.cfg, ts.params, ts.normalizer, trainer.lib.names)
+    out = {}
+    for mode in modes:
+        played = mjx_episodes(policy, trainer.lib, mode=mode, episodes=episodes, seed=seed,
+                              impl=trainer.cfg.env.impl, qpos=False)
+        per_clip, _ = summarize(played, trainer.lib.names, np.asarray(trainer.lib.clip_length),
+                                trainer.cfg.env.control_dt, max_drift_m=max_drift)
+        for suffix, field in FIELDS.items():
+            out[f"{mode}_{suffix}"] = [per_clip[name][field] for name in trainer.lib.names]
+    return out
+
+
+def evaluate(trainer, carry, metrics, modes, args, t_start: float, it: int) -> dict:
+    results = evaluate_modes(trainer, carry, modes, args.episodes, args.max_drift, seed=it)
     row = {"wall_s": time.perf_counter() - t_start, "iterations": it,
-           "env_steps": it * num_envs * trainer.cfg.ppo.unroll_length,
+           "env_steps": it * args.num_envs * trainer.cfg.ppo.unroll_length,
            "reward_per_step": float(metrics["rollout/reward_per_step"]),
-           "episode_length": float(metrics["episode/length"]), "clips": list(trainer.lib.names),
-           **{f"{k}_success": v[0] for k, v in rows.items()}, **{f"{k}_tracked": v[1] for k, v in rows.items()},
-           **{f"{k}_mpjpe_mm": v[2] for k, v in rows.items()}, **{f"{k}_max_drift_m": v[4] for k, v in rows.items()}}
+           "episode_length": float(metrics["episode/length"]), "clips": list(trainer.lib.names), **results}
     print(json.dumps({k: v for k, v in row.items() if k != "clips"}), flush=True)
     return row
 
@@ -102,7 +74,7 @@ def main(argv=None):
     p.add_argument("--impl", default="auto", choices=["auto", "jax", "warp"])
     p.add_argument("--max-minutes", type=float, default=5.0)
     p.add_argument("--eval-every", type=float, default=30.0, help="seconds of training between evaluations")
-    p.add_argument("--episodes", type=int, default=32)
+    p.add_argument("--episodes", type=int, default=32, help="episodes per clip of the noisy evaluation")
     p.add_argument("--target", type=float, default=0.95)
     p.add_argument("--criterion", default="tracked", choices=["tracked", "published"],
                    help="which success rate --target applies to (see the module docstring)")
@@ -119,11 +91,6 @@ def main(argv=None):
                       iterations_per_call=args.iterations_per_call)
     trainer = Trainer(cfg, lib, clip_weights=[w for _, _, w in entries])
     carry = trainer.init()
-    clean = make_evaluator(evaluation_config(cfg.env), lib, trainer.nets, args.episodes, args.max_drift)
-    clean_cfg = evaluation_config(cfg.env)
-    noisy_cfg = dataclasses.replace(clean_cfg, noise=cfg.env.noise,
-                                    randomization=dataclasses.replace(clean_cfg.randomization, push=True))
-    noisy = make_evaluator(noisy_cfg, lib, trainer.nets, args.episodes, args.max_drift)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     curve, reached, next_eval, it = [], None, 0.0, 0
@@ -138,7 +105,7 @@ def main(argv=None):
                 break
             if wall < next_eval:
                 continue
-            row = evaluate(trainer, carry, metrics, {"clean": clean}, t_start, it, args.num_envs)
+            row = evaluate(trainer, carry, metrics, ("clean",), args, t_start, it)
             log.write(json.dumps(row) + "\n")
             log.flush()
             curve.append(row)
@@ -146,7 +113,7 @@ def main(argv=None):
             if min(row["clean_tracked" if args.criterion == "tracked" else "clean_success"]) >= args.target:
                 reached = row["wall_s"]
                 break
-        final = evaluate(trainer, carry, metrics, {"clean": clean, "noisy": noisy}, t_start, it, args.num_envs)
+        final = evaluate(trainer, carry, metrics, ("clean", "noisy"), args, t_start, it)
         log.write(json.dumps(final) + "\n")
     ts = jax.device_get(trainer.local_train_state(carry))
     leaves = jax.tree.leaves({"params": ts.params, "normalizer": ts.normalizer})

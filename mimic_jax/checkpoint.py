@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
+from jax.sharding import SingleDeviceSharding
 
 import mimic_jax
 from mimic_jax import cli, configs
@@ -65,12 +65,21 @@ def config_from_dict(d: dict, cls=TrainConfig):
 
 def _legacy(d: dict) -> dict:
     """Stored configs of earlier versions: ``env.feet_only_collisions`` (a bool; those models collided with the
-    floor only) became ``env.collisions``."""
+    floor only) became ``env.collisions``; ``randomization.push`` (a bool) and ``push_interval_s`` became the
+    ``randomization.push`` section (its magnitudes then came from the reset ranges, the published values)."""
     env = d.get("env") if isinstance(d, dict) else None
-    if not isinstance(env, dict) or "feet_only_collisions" not in env:
+    if not isinstance(env, dict):
         return d
     env = dict(env)
-    env["collisions"] = "feet" if env.pop("feet_only_collisions") else "floor"
+    if "feet_only_collisions" in env:
+        env["collisions"] = "feet" if env.pop("feet_only_collisions") else "floor"
+    rand = env.get("randomization")
+    if isinstance(rand, dict) and isinstance(rand.get("push"), bool):  # pushes got their own config
+        rand = dict(rand)
+        push = {"enabled": rand.pop("push")}
+        if "push_interval_s" in rand:
+            push["interval_s"] = rand.pop("push_interval_s")
+        env["randomization"] = {**rand, "push": push}
     return {**d, "env": env}
 
 
@@ -273,16 +282,7 @@ def check_compatible(meta: dict, lib: MotionLibrary, cfg: TrainConfig | None = N
 
 def _abstract_carry(trainer: Trainer) -> TrainCarry:
     """Shapes, dtypes and device placement of the trainer's carry, without running anything."""
-    shapes = jax.eval_shape(trainer.init)
-    first = SingleDeviceSharding(trainer.devices[0])
-    ts_sharding = NamedSharding(trainer.mesh, P()) if len(trainer.devices) > 1 else first
-
-    def place(sharding):
-        return lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding, weak_type=s.weak_type)
-
-    envs = tuple(jax.tree.map(place(SingleDeviceSharding(d)), e) for e, d in zip(shapes.envs, trainer.devices))
-    return TrainCarry(train_state=jax.tree.map(place(ts_sharding), shapes.train_state), envs=envs,
-                      key=jax.tree.map(place(first), shapes.key))
+    return trainer.abstract_carry()
 
 
 def _rebuild(abstract_leaves: list, flat: dict) -> list:

@@ -36,7 +36,7 @@ sums :func:`sampler_counts` across devices and calls :func:`apply_counts` once.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +84,21 @@ class SamplerConfig:
 
     def __post_init__(self):
         check_fields(self)
+
+
+class Start(NamedTuple):
+    """Where episodes start: clip, frame and global sampler bin (int32; batched or scalar)."""
+
+    motion_id: jax.Array
+    frame: jax.Array
+    bin: jax.Array
+
+
+class SamplerCounts(NamedTuple):
+    """Per-bin increments of one or more control steps (linear: sums over steps or devices add up)."""
+
+    episodes: jax.Array  # [NB] episodes at risk (exposure, or starts with credit='start')
+    failures: jax.Array  # [NB] failures credited to each bin
 
 
 @struct.dataclass
@@ -232,25 +247,26 @@ def _frame_in_bin(state: SamplerState, motion_id, local, u) -> jax.Array:
     return jnp.clip(frame, lo, jnp.maximum(hi - 1, lo))
 
 
-def sample_starts(
-    state: SamplerState, cfg: SamplerConfig, key: jax.Array, n: int
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Draws n starts: clip j ~ P_j, bin s ~ p'_s on clip j's slice, frame uniform in the bin.
+def sample_start(state: SamplerState, cfg: SamplerConfig, key: jax.Array) -> Start:
+    """One start from one key: clip j ~ P_j, bin s ~ p'_s on clip j's slice, frame uniform in the bin.
 
-    Returns (motion_id[n], frame[n], bin[n]) as int32, ``bin`` being the global bin index.
-    Cost O(n * Smax) with Smax the largest S_j.
+    Vmapped over keys by callers that draw one start per environment from that environment's own key
+    (the probabilities do not depend on the key, so a vmapped call computes them once). ``bin`` is the
+    global bin index. Cost O(M + Smax) per draw, Smax the largest S_j.
     """
     key_motion, key_bin, key_frame = jax.random.split(key, 3)
-    motion_id = jax.random.categorical(
-        key_motion, jnp.log(motion_probabilities(state, cfg)), shape=(n,)
-    ).astype(jnp.int32)
-    rows = state.clip_bins[motion_id]
-    valid = jnp.arange(rows.shape[1])[None, :] < state.num_bins[motion_id][:, None]
-    logits = jnp.where(valid, jnp.log(bin_probabilities(state, cfg)[rows]), -jnp.inf)
-    local = jax.random.categorical(key_bin, logits, axis=-1).astype(jnp.int32)
-    u = jax.random.uniform(key_frame, (n,))
-    frame = _frame_in_bin(state, motion_id, local, u)
-    return motion_id, frame, state.bin_offset[motion_id] + local
+    motion_id = jax.random.categorical(key_motion, jnp.log(motion_probabilities(state, cfg))).astype(jnp.int32)
+    row = state.clip_bins[motion_id]
+    valid = jnp.arange(row.shape[0]) < state.num_bins[motion_id]
+    logits = jnp.where(valid, jnp.log(bin_probabilities(state, cfg)[row]), -jnp.inf)
+    local = jax.random.categorical(key_bin, logits).astype(jnp.int32)
+    frame = _frame_in_bin(state, motion_id, local, jax.random.uniform(key_frame))
+    return Start(motion_id=motion_id, frame=frame, bin=state.bin_offset[motion_id] + local)
+
+
+def sample_starts(state: SamplerState, cfg: SamplerConfig, key: jax.Array, n: int) -> Start:
+    """n starts, one :func:`sample_start` per key of ``jax.random.split(key, n)``; each field [n] int32."""
+    return jax.vmap(lambda k: sample_start(state, cfg, k))(jax.random.split(key, n))
 
 
 def sampler_counts(
@@ -260,8 +276,8 @@ def sampler_counts(
     failed: jax.Array,
     failed_bin: jax.Array,
     done: jax.Array,
-) -> tuple[jax.Array, jax.Array]:
-    """Raw per-bin increments (ep_counts[NB], fail_counts[NB]) of one control step.
+) -> SamplerCounts:
+    """Raw per-bin increments of one control step.
 
     Args:
       started_bin: [n] global start bin of each env's current episode.
@@ -280,18 +296,16 @@ def sampler_counts(
     ones = done.astype(jnp.float32)
     if cfg.credit == "start":
         zeros = jnp.zeros(nb, jnp.float32)
-        return zeros.at[started_bin].add(ones), zeros.at[started_bin].add(fail)
+        return SamplerCounts(episodes=zeros.at[started_bin].add(ones), failures=zeros.at[started_bin].add(fail))
     clip = state.bin_motion[started_bin]
     last = state.bin_offset[clip] + state.num_bins[clip] - 1
     end = jnp.clip(failed_bin, started_bin, last)
     delta = jnp.zeros(nb + 1, jnp.float32).at[started_bin].add(ones).at[end + 1].add(-ones)
     exposure = jnp.cumsum(delta)[:nb]
-    return exposure, jnp.zeros(nb, jnp.float32).at[end].add(fail)
+    return SamplerCounts(episodes=exposure, failures=jnp.zeros(nb, jnp.float32).at[end].add(fail))
 
 
-def apply_counts(
-    state: SamplerState, cfg: SamplerConfig, ep_counts: jax.Array, fail_counts: jax.Array, num_steps: int = 1
-) -> SamplerState:
+def apply_counts(state: SamplerState, cfg: SamplerConfig, counts: SamplerCounts, num_steps: int = 1) -> SamplerState:
     """EMA on every bin: X <- (1 - alpha) X + alpha dX, for X in (E, F).
 
     With ``num_steps`` = T > 1 the increments are the sum over a window of T control steps (a trainer that
@@ -301,8 +315,8 @@ def apply_counts(
     a = cfg.ema_alpha
     decay = (1.0 - a) ** num_steps
     return state.replace(
-        ep_count=decay * state.ep_count + a * ep_counts,
-        fail_count=decay * state.fail_count + a * fail_counts,
+        ep_count=decay * state.ep_count + a * counts.episodes,
+        fail_count=decay * state.fail_count + a * counts.failures,
     )
 
 
@@ -314,9 +328,8 @@ def update_sampler(
     failed_bin: jax.Array,
     done: jax.Array,
 ) -> SamplerState:
-    """Single-device update: apply_counts(state, cfg, *sampler_counts(...)); call once per step."""
-    counts = sampler_counts(state, cfg, started_bin, failed, failed_bin, done)
-    return apply_counts(state, cfg, *counts)
+    """Single-device update: apply_counts(state, cfg, sampler_counts(...)); call once per step."""
+    return apply_counts(state, cfg, sampler_counts(state, cfg, started_bin, failed, failed_bin, done))
 
 
 def sampler_metrics(state: SamplerState, cfg: SamplerConfig) -> dict[str, jax.Array]:

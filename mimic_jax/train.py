@@ -192,22 +192,9 @@ def plan_run(args):
     return cfg, settings, spec, stored
 
 
-def _per_device(trainer, carry):
-    """The carry in the per-device layout ``Trainer.init`` makes (``fuse_devices`` turns it into one SPMD
-    batch on its first call), so that every checkpoint restores into ``restore_carry``'s layout."""
-    import jax
-
-    if len(carry.envs) == len(trainer.devices):
-        return carry
-    shard = carry.envs[0]
-    envs = tuple(jax.tree.map(lambda x, i=i: x.addressable_data(i), shard) for i in range(len(trainer.devices)))
-    return carry.replace(envs=envs, key=carry.key.addressable_data(0))
-
-
 def _save(trainer, carry, settings: RunSettings, log) -> Path:
     import jax
 
-    carry = _per_device(trainer, carry)
     iteration = int(jax.device_get(carry.train_state.iteration))
     meta = run_meta(trainer.lib, settings.motion_set, iteration,
                     iteration * trainer.cfg.ppo.num_envs * trainer.cfg.ppo.unroll_length,

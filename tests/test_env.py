@@ -368,22 +368,22 @@ def test_batched_contract(lib):
     scfg = sampling.SamplerConfig()
     benv = BatchedEnv(env, 6, scfg)
     sampler = sampling.init_sampler(np.asarray(lib.clip_length), lib.fps, scfg)
-    model, in_axes = benv.model(jax.random.PRNGKey(0))
-    bs = jax.jit(lambda m, l, s, k: benv.init(m, in_axes, l, s, k))(model, lib, sampler, jax.random.PRNGKey(1))
-    step = jax.jit(lambda m, l, b, a: benv.step(m, in_axes, l, b, a))
+    world = benv.world(lib, jax.random.PRNGKey(0))
+    bs = jax.jit(benv.init)(world, sampler, jax.random.PRNGKey(1))
+    step = jax.jit(benv.step)
     # Env 0 one step before the time limit, env 1 one frame before its clip's last frame: both truncate (bootstrap)
     # on this step, without failing; the time limit starts a new episode, the clip end keeps the clock running.
     motion1 = int(bs.env.motion_id[1])
     envs = bs.env.replace(step=bs.env.step.at[0].set(EPISODE_STEPS - 1).at[1].set(7),
                           frame=bs.env.frame.at[1].set(int(lib.clip_length[motion1]) - 2))
-    bs, tr = step(model, lib, bs.replace(env=envs), jnp.zeros((6, 29)))
+    bs, tr = step(world, bs.replace(env=envs), jnp.zeros((6, 29)))
     assert bool(tr.truncated[0]) and bool(tr.truncated[1]) and not np.any(np.asarray(tr.terminated))
     assert bool(tr.info.time_out[0]) and bool(tr.info.clip_end[1]) and not bool(tr.info.clip_end[0])
     assert int(bs.env.step[0]) == 0 and int(bs.env.step[1]) == 8
     key = jax.random.PRNGKey(2)
     for i in range(50):
         action = 0.5 * jax.random.normal(jax.random.fold_in(key, i), (6, 29))
-        bs, tr = step(model, lib, bs, action)
+        bs, tr = step(world, bs, action)
         assert np.all(np.isfinite(np.asarray(bs.env.obs["actor"]))) and np.all(np.isfinite(np.asarray(tr.reward)))
     assert step._cache_size() == 1
     assert bs.env.obs["actor"].shape == (6, env.observation_size["actor"])

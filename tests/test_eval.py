@@ -6,12 +6,14 @@ evaluates it with every output at once (JSON, CSV, plots, video, sim2sim, ONNX);
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
 
 from mimic_jax.assets import g1
 from mimic_jax.envs.robot import RobotState
@@ -55,7 +57,7 @@ def test_frame_errors_hand_computed():
     expect = {"mpjpe_global_mm": (13 * 50.0 + 1000 * ee_off) / 14, "mpjpe_local_mm": 12.0 / 14,
               "joint_pos_error_rad": 0.58 / 29, "joint_vel_error_rad_s": 0.5,
               "ee_pos_error_mm": (3 * 50.0 + 1000 * ee_off) / 4, "anchor_pos_error_mm": 50.0,
-              "anchor_ori_error_rad": 0.1}
+              "anchor_ori_error_rad": 0.1, "anchor_xy_error_mm": 30.0}
     assert set(errors) == set(METRICS)
     for name, value in expect.items():
         assert float(errors[name]) == pytest.approx(value, rel=1e-4, abs=1e-4), name
@@ -89,12 +91,19 @@ def test_summaries_pool_frames_and_average_clips():
     assert total["success_rate"] == pytest.approx(0.75)  # mean over clips
     assert total["mpjpe_global_mm"] == pytest.approx((4.0 + 5.0) / 2)
     assert total["episodes"] == 3 and total["terminations"] == {"anchor_height": 1}
+    # Drift: anchor_xy_error_mm is METRICS[7], so base * 8: episode maxima 24, 80, 48 mm.
+    np.testing.assert_allclose(_episodes().max_drift_m, [0.024, 0.080, 0.048])
+    assert a["max_drift_m"] == pytest.approx((0.024 + 0.080) / 2) and b["max_drift_m"] == pytest.approx(0.048)
+    assert a["tracked_rate"] == 0.5 and b["tracked_rate"] == 1.0  # the failed episode is never tracked
+    strict, _ = summarize(_episodes(), ["a", "b"], [4, 3], DT, max_drift_m=0.03)
+    assert strict["a"]["tracked_rate"] == 0.5 and strict["b"]["tracked_rate"] == 0.0
 
 
 def test_report_table_csv_json(tmp_path):
     report = rep.build_report({"run_dir": "r"}, {"mode": "clean"}, {"mjx": _episodes()}, ["a", "b"], [4, 3], DT)
     table = rep.format_table(report)
     assert "[mjx]" in table and "MPJPE-g" in table and table.splitlines()[-2].startswith("ALL")
+    assert "track" in table and "drift m" in table
     assert table.splitlines()[-1] == "terminations: anchor_height 1"
     rows = rep.csv_rows(report)
     assert [r["clip"] for r in rows] == ["a", "b", "ALL"] and rows[0]["terminations"] == "anchor_height=1"
@@ -147,6 +156,41 @@ def test_robust_plan_starts_inside_clips():
     assert np.bincount(motion_id).tolist() == [50, 50]
     assert np.all(start >= 0) and np.all(start <= np.array([30, 5])[motion_id] - 2)
     assert plan_episodes(lib, "clean", 50, None)[1].tolist() == [0, 0]
+    motion_id, start = plan_episodes(lib, "noisy", 3, None)
+    assert motion_id.tolist() == [0, 0, 0, 1, 1, 1] and start.tolist() == [0] * 6
+
+
+def test_pushes_in_noisy_evaluation_have_their_own_ranges():
+    """Evaluation zeroes the reset ranges; a push must still change the root velocity, within the push
+    ranges (before pushes had their own config, every push in the noisy evaluation was zero)."""
+    import jax
+
+    from mimic_jax import math as jm
+    from mimic_jax.envs.config import EnvConfig
+    from mimic_jax.envs.tracking import TrackingEnv
+    from mimic_jax.evaluation.rollout import eval_env_config
+    from mimic_jax.motion.library import build_library
+
+    cfg = eval_env_config(EnvConfig(collisions="feet"), "noisy", impl="jax")
+    assert cfg.reset.lin_vel_xy == 0.0 and cfg.randomization.push.enabled and cfg.noise.enabled
+    env = TrackingEnv(cfg, 1)
+    lib = build_library([_clip(20, 0.0)], ["stand"])
+    state = env.reset(env.mx, lib, env.make_data(1), jnp.int32(0), jnp.int32(0), jnp.int32(0), env.default_pos,
+                      jax.random.PRNGKey(0))
+    push = cfg.randomization.push
+    lo, hi = (round(s / cfg.control_dt) for s in push.interval_s)
+    assert lo <= int(state.push_timer) <= hi
+    for seed in range(3):
+        data, timer = env._push(state.data, state.replace(push_timer=jnp.int32(0)), jax.random.PRNGKey(seed))
+        d_lin = np.asarray(data.qvel[:3] - state.data.qvel[:3])
+        d_ang = np.asarray(jm.quat_rotate(data.qpos[3:7], data.qvel[3:6] - state.data.qvel[3:6]))  # world frame
+        lin_max = np.array([push.lin_vel_xy, push.lin_vel_xy, push.lin_vel_z])
+        ang_max = np.array([push.ang_vel_roll_pitch, push.ang_vel_roll_pitch, push.ang_vel_yaw])
+        assert np.all(np.abs(d_lin) > 0) and np.all(np.abs(d_lin) <= lin_max + 1e-6), d_lin
+        assert np.all(np.abs(d_ang) > 0) and np.all(np.abs(d_ang) <= ang_max + 1e-5), d_ang
+        assert lo <= int(timer) <= hi
+    clean = eval_env_config(EnvConfig(), "clean", impl="jax")
+    assert not clean.randomization.push.enabled and not clean.noise.enabled
 
 
 def test_cli_missing_checkpoint_and_bad_flags(tmp_path, capsys):
@@ -281,3 +325,82 @@ def test_generalization_set_and_mismatched_run(run_dir, cli_run, capsys):
         assert err.startswith("error:") and "same clip names but other data" in err and "\n" not in err
     finally:
         (run_dir / "sway.npz").write_bytes(save)
+
+
+# -- the episode runner ------------------------------------------------------------------------------------------
+@struct.dataclass
+class _ConstantPolicy:
+    """A runner Policy: a constant action and a carry that counts its steps."""
+
+    action: jnp.ndarray
+
+    def init(self, num_envs, key):
+        return jnp.zeros(num_envs, jnp.int32)
+
+    def step(self, carry, obs, key):
+        assert key.shape[0] == obs["actor"].shape[0]  # one key per episode
+        return jnp.broadcast_to(self.action, (obs["actor"].shape[0], self.action.shape[0])), carry + 1
+
+
+def _count_steps_policy(action):
+    return _ConstantPolicy(action=jnp.full(29, action, jnp.float32))
+
+
+def _record_frames(step):
+    return {"count": step.policy_carry, "frame": step.state.frame, "valid": step.valid}
+
+
+@pytest.mark.slow
+def test_episode_runner_freezes_ended_episodes_and_compiles_once():
+    """Two episodes (stand from frame 0, sway from frame 20 of 30) for 12 steps: sway reaches its clip end after
+    9 steps and is frozen there; the recorder sees the policy carry; new parameters and starts reuse the program."""
+    import jax
+
+    from mimic_jax.envs.config import EnvConfig, evaluation_config
+    from mimic_jax.envs.episodes import Start, _program, make_world, run_episodes
+    from mimic_jax.envs.tracking import TrackingEnv
+    from mimic_jax.motion.library import build_library
+
+    env = TrackingEnv(evaluation_config(EnvConfig(collisions="feet")), 2)
+    lib = build_library([_clip(40, 0.0), _clip(30, 0.03)], ["stand", "sway"])
+    world = make_world(env, lib, 2, jax.random.PRNGKey(0))
+    start = Start(motion_id=jnp.array([0, 1], jnp.int32), frame=jnp.array([0, 20], jnp.int32),
+                  bin=jnp.zeros(2, jnp.int32))
+    played = jax.device_get(run_episodes(env, world, _count_steps_policy(0.0), start, 12, jax.random.PRNGKey(1),
+                                         _record_frames))
+    steps = np.arange(1, 13)
+    np.testing.assert_array_equal(played.records["count"], np.stack([steps, steps], 1))
+    np.testing.assert_array_equal(played.valid[:, 0], True)
+    np.testing.assert_array_equal(played.valid[:, 1], steps <= 9)
+    np.testing.assert_array_equal(played.records["valid"], played.valid)
+    np.testing.assert_array_equal(played.records["frame"][:, 0], steps)
+    np.testing.assert_array_equal(played.records["frame"][:, 1], np.minimum(20 + steps, 29))
+    assert played.length.tolist() == [12, 9] and played.success.tolist() == [True, True]
+    assert not played.failed.any() and set(played.terminations) >= {"anchor_height", "nonfinite"}
+    np.testing.assert_allclose(played.start_qpos[:, 7:], np.tile(g1.joint_table().default_pos, (2, 1)), atol=1e-6)
+    other = start._replace(frame=jnp.array([5, 3], jnp.int32))
+    run_episodes(env, make_world(env, lib, 2, jax.random.PRNGKey(2)), _count_steps_policy(0.01), other, 12,
+                 jax.random.PRNGKey(3), _record_frames)
+    assert _program(env, 12, _record_frames)._cache_size() == 1
+
+
+@pytest.mark.slow
+def test_reevaluation_with_new_parameters_compiles_nothing_new(cli_run, run_dir):
+    """The CLI's clean evaluation compiled the runner program; other parameters of the same shapes reuse it."""
+    import jax
+
+    from mimic_jax.checkpoint import load_run
+    from mimic_jax.envs.episodes import _program
+    from mimic_jax.evaluation.rollout import (TrackingRecorder, _environment, eval_env_config, mjx_episodes,
+                                              policy_from_run)
+    from mimic_jax.motion.library import build_library
+
+    policy = policy_from_run(load_run(run_dir / "run"))
+    env = _environment(eval_env_config(policy.env_cfg, "clean"), policy.num_motions)
+    program = _program(env, 39, TrackingRecorder(tuple(int(i) for i in env.body_ids), True))
+    assert program._cache_size() == 1
+    lib = build_library([_clip(40, 0.0), _clip(30, 0.03)], ["stand", "sway"])
+    halved = dataclasses.replace(policy, params=jax.tree.map(lambda x: 0.5 * x, policy.params))
+    episodes = mjx_episodes(halved, lib)
+    assert episodes.errors["mpjpe_global_mm"].shape == (39, 2) and episodes.qpos.shape == (39, 2, 36)
+    assert program._cache_size() == 1

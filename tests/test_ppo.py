@@ -133,8 +133,8 @@ def test_init_std_one_and_no_tanh():
     big = params.replace(policy={"params": {**params.policy["params"], "Dense_0": big_head}})
     big_mean = nets.deterministic_action(big, norm, obs)
     assert float(jnp.max(jnp.abs(big_mean))) > 10.0  # no squashing
-    action, log_prob = nets.sample_action(big, norm, obs, jax.random.PRNGKey(2))
-    np.testing.assert_allclose(log_prob, normal_log_prob(big_mean, std, action), rtol=1e-6)
+    out = nets.act(big, norm, obs, jax.random.split(jax.random.PRNGKey(2), 64))
+    np.testing.assert_allclose(out.log_prob, normal_log_prob(big_mean, std, out.action), rtol=1e-6)
     assert mean.shape == (64, ACTIONS) and nets.value(params, norm, obs).shape == (64,)
 
 
@@ -144,10 +144,10 @@ def test_ppo_loss_on_policy_batch():
     nets = make_networks(ACTOR_OBS, CRITIC_OBS, ACTIONS, SMALL)
     params, norm = nets.init(jax.random.PRNGKey(0)), nets.init_normalizer()
     obs = _obs(jax.random.PRNGKey(1), (1, 128))
-    out = nets.act(params, norm, obs, jax.random.PRNGKey(2))
+    out = nets.act(params, norm, obs, _keys(jax.random.PRNGKey(2), (1, 128)))
     rewards = jax.random.normal(jax.random.PRNGKey(3), (1, 128))
     zeros = jnp.zeros((1, 128))
-    rollout = Rollout(obs, out.action, out.log_prob, out.mean, out.std, out.value, rewards,
+    rollout = Rollout(obs, out.action, out.log_prob, out.mean, out.std, nets.value(params, norm, obs), rewards,
                       jnp.ones((1, 128)), zeros, zeros, jnp.zeros((128,)))
     batch = prepare_batch(rollout, SMALL)
     assert abs(float(jnp.mean(batch.advantages))) < 1e-5
@@ -164,14 +164,20 @@ def test_ppo_loss_on_policy_batch():
     assert float(loss) == pytest.approx(float(expected), rel=1e-6)
 
 
+def _keys(key, batch_shape):
+    """One key per environment, shaped like the batch."""
+    return jax.random.split(key, math.prod(batch_shape)).reshape(batch_shape + (2,))
+
+
 def _bandit_rollout(nets, state, key, num_envs):
     """T=1 bandit: reward = -mean_i (a_i - 0.5)^2, every step terminal."""
     k_obs, k_act = jax.random.split(key)
     obs = _obs(k_obs, (1, num_envs))
-    out = nets.act(state.params, state.normalizer, obs, k_act)
+    out = nets.act(state.params, state.normalizer, obs, _keys(k_act, (1, num_envs)))
     rewards = -jnp.mean(jnp.square(out.action - 0.5), axis=-1)
     zeros = jnp.zeros((1, num_envs))
-    return Rollout(obs, out.action, out.log_prob, out.mean, out.std, out.value, rewards,
+    value = nets.value(state.params, state.normalizer, obs)
+    return Rollout(obs, out.action, out.log_prob, out.mean, out.std, value, rewards,
                    jnp.ones((1, num_envs), bool), zeros.astype(bool), zeros, jnp.zeros((num_envs,)))
 
 
@@ -242,3 +248,29 @@ def test_normalizer_merges_shards_exactly():
     np.testing.assert_allclose(merged.std["actor"][1], whole.std["actor"], rtol=1e-5)
     const = update_normalizer(nets.init_normalizer(), jax.tree.map(jnp.zeros_like, obs), cfg)
     np.testing.assert_allclose(const.std["actor"], cfg.obs_std_min)  # clamped away from 0
+
+
+@pytest.mark.slow
+def test_one_blown_up_environment_does_not_poison_the_update():
+    """One environment's physics blows up in a real rollout (a 1e20 initial velocity): it is reset and
+    counted, and the update's parameters, losses and metrics stay finite (0 * NaN in the truncation
+    bootstrap and NaN reward terms used to turn every parameter into NaN)."""
+    from mimic_jax.envs.config import EnvConfig
+    from mimic_jax.motion.library import build_library
+    from mimic_jax.ppo.trainer import TrainConfig, Trainer
+    from test_checkpoint import standing_clip  # tests/ is on sys.path under pytest
+
+    cfg = TrainConfig(env=EnvConfig(collisions="feet"),
+                      ppo=PPOConfig(num_envs=4, unroll_length=4, num_epochs=1, num_minibatches=1, hidden_sizes=(16,)))
+    trainer = Trainer(cfg, build_library([standing_clip()], ["stand"]))
+    carry = trainer.init()
+    bs = carry.envs[0]
+    data = bs.env.data.replace(qvel=bs.env.data.qvel.at[0].set(1e20))
+    carry = carry.replace(envs=(bs.replace(env=bs.env.replace(data=data)),))
+    carry, metrics = trainer.train_step(carry)
+    metrics = jax.device_get(metrics)
+    assert float(metrics["physics/nonfinite_resets"]) >= 1.0
+    assert sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v))) == []
+    assert bool(metrics["params_finite"]) and np.isfinite(metrics["total_loss"])
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(carry.train_state))
+    assert np.all(np.isfinite(np.asarray(carry.envs[0].env.data.qvel)))  # the blown-up env was reset

@@ -106,7 +106,7 @@ def test_ema_after_three_updates():
     np.testing.assert_allclose(state.ep_count, [2 * warm, warm], rtol=1e-6)
     np.testing.assert_allclose(state.fail_count, [warm, 0.0], rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(sampling.bin_failure_rates(state, cfg), [0.5, 0.0], atol=1e-6)
-    state = sampling.apply_counts(state, cfg, jnp.zeros(2), jnp.zeros(2))
+    state = sampling.apply_counts(state, cfg, sampling.SamplerCounts(jnp.zeros(2), jnp.zeros(2)))
     np.testing.assert_allclose(state.ep_count, [2 * warm * 0.9, warm * 0.9], rtol=1e-6)
 
 
@@ -130,7 +130,7 @@ def test_update_equals_summed_half_batch_counts(credit):
         sampling.sampler_counts(state, cfg, *(x[i : i + n // 2] for x in batch)) for i in (0, n // 2)
     ]
     ep, fail = (halves[0][i] + halves[1][i] for i in (0, 1))
-    summed = sampling.apply_counts(state, cfg, ep, fail)
+    summed = sampling.apply_counts(state, cfg, sampling.SamplerCounts(ep, fail))
     np.testing.assert_allclose(summed.ep_count, whole.ep_count, rtol=1e-6)
     np.testing.assert_allclose(summed.fail_count, whole.fail_count, rtol=1e-6)
 

@@ -20,7 +20,14 @@ from mimic_jax.train import main, parse_args
 from test_checkpoint import TINY, standing_clip  # noqa: E402  (tests/ is on sys.path under pytest)
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_FLAGS = ["--preset", "demo"] + [x for s in TINY for x in ("--set", s)]
+# Learnable in 300 tiny iterations: the robot starts on the reference (no reset noise, no pushes), exploration
+# std 0.5 and a small action-rate weight, so that staying up pays from the first iteration (with the published
+# weights an untrained policy's per-step reward is negative and it learns to end episodes early instead).
+RESET_FIELDS = ("pos_xy", "pos_z", "rot_roll_pitch", "rot_yaw", "lin_vel_xy", "lin_vel_z", "ang_vel_roll_pitch",
+                "ang_vel_yaw", "joint_pos")
+LEARNABLE = [f"env.reset.{k}=0" for k in RESET_FIELDS] + [
+    "env.randomization.push.enabled=false", "env.rewards.action_rate_weight=-0.005", "ppo.init_std=0.5"]
+TINY_FLAGS = ["--preset", "demo"] + [x for s in TINY + LEARNABLE for x in ("--set", s)]
 LEARN_ITERATIONS = 300
 
 
@@ -128,29 +135,43 @@ def learning_run(clips, cache, tmp_path_factory):
     done = _cli("--motion-set", clips / "stand.npz", "--iterations", LEARN_ITERATIONS, "--checkpoint-every",
                 LEARN_ITERATIONS, "--out", run_dir, *TINY_FLAGS, cache=cache)
     assert done.returncode == 0, done.stderr[-3000:]
-    return _records(run_dir)
+    return _records(run_dir), run_dir
 
 
 @pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(resumed_run, learning_run):
     resumed = _records(resumed_run[0])
     keys = [k for k in resumed[0] if k not in ("wall_s", "perf/env_steps_per_s")]
-    for a, b in zip(resumed, learning_run[:4]):
+    for a, b in zip(resumed, learning_run[0][:4]):
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
 
 
-@pytest.mark.slow
-def test_policy_improves_its_reward(learning_run):
-    """300 tiny iterations (19k env steps, ~2 min here) on a standing clip: first vs last 50 iterations.
+def _episode_length(rows) -> float:
+    """Mean length of the training episodes that ended in these iterations (each iteration's mean weighted by
+    its count: iterations in which no episode ended report 0)."""
+    count = np.array([r["episode/count"] for r in rows])
+    return float(np.sum(count * np.array([r["episode/length"] for r in rows])) / np.sum(count))
 
-    Measured with seed 0 on the dev machine: reward per step -0.094 -> -0.058, the action-rate term
-    63.4 -> 48.7, action std 0.99 -> 0.83. At this scale the policy learns to act smoothly, not yet to
-    stand: with the published weights an untrained policy's per-step reward is negative (the action-rate
-    penalty outweighs the tracking terms), so ending an episode early pays and episodes get shorter.
+
+@pytest.mark.slow
+def test_policy_learns_to_stay_up(learning_run, resumed_run, clips):
+    """300 tiny iterations (19k env steps) on a standing clip: the robot survives longer.
+
+    Measured with seed 0 on the dev machine (2026-12-02): training episodes (first vs last 50 iterations)
+    63 -> 84 control steps; the deterministic policy on the clean evaluation of the clip survives 60 steps
+    after iteration 1 and 110 after iteration 300 (the untrained policy falls; at this scale none stands the
+    whole 4 s yet). Reward per step and action std are no evidence here: the first falls as episodes get
+    longer (more time away from the reset state), the second stays at 0.5.
     """
-    def mean(key, rows):
-        return float(np.mean([r[key] for r in rows]))
-    first, last = learning_run[:50], learning_run[-50:]
-    assert mean("rollout/reward_per_step", last) > mean("rollout/reward_per_step", first) + 0.015
-    assert mean("reward/action_rate", last) < 0.9 * mean("reward/action_rate", first)
-    assert mean("action_std", last) < 0.92 * mean("action_std", first)
+    from mimic_jax.evaluation.rollout import mjx_episodes, policy_from_run
+    from mimic_jax.motion.clip import load_clip
+    from mimic_jax.motion.library import build_library
+
+    records, _ = learning_run
+    assert _episode_length(records[-50:]) > 1.15 * _episode_length(records[:50])
+    lib = build_library([load_clip(clips / "stand.npz")], ["stand"])
+    lengths = []
+    for run_dir in (resumed_run[0] / "checkpoints" / "1", learning_run[1]):
+        played = mjx_episodes(policy_from_run(load_run(run_dir)), lib, mode="clean", qpos=False)
+        lengths.append(int(played.length[0]))
+    assert lengths[1] > 1.4 * lengths[0], lengths

@@ -62,14 +62,31 @@ class ResetConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class PushConfig:
+    """Pushes: every U(interval_s) seconds a root velocity change U(-v, v) per axis (world frame)."""
+
+    enabled: bool = True
+    interval_s: NonNegativeInterval = (1.0, 3.0)
+    lin_vel_xy: NonNegativeFloat = 0.5
+    lin_vel_z: NonNegativeFloat = 0.2
+    ang_vel_roll_pitch: NonNegativeFloat = 0.52
+    ang_vel_yaw: NonNegativeFloat = 0.78
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RandomizationConfig:
+    """Model randomization (``enabled``: friction, torso centre of mass, default joint offsets) and pushes,
+    which have their own switch."""
+
     enabled: bool = True
     foot_friction: NonNegativeInterval = (0.3, 1.2)
     joint_default_offset: NonNegativeFloat = 0.01
     torso_com_x: NonNegativeFloat = 0.025
     torso_com_yz: NonNegativeFloat = 0.05
-    push: bool = True
-    push_interval_s: NonNegativeInterval = (1.0, 3.0)
+    push: PushConfig = PushConfig()
     # Model-mismatch options (envs/randomize.py; not in the published problem: the defaults turn them off).
     # Ranges are U(lo, hi), drawn per environment (per episode for the delay and the tilt) and per link/motor/dof.
     link_mass_scale: PositiveInterval = (1.0, 1.0)  # every link's mass and inertia
@@ -127,4 +144,5 @@ def evaluation_config(cfg: EnvConfig) -> EnvConfig:
                              lin_vel_z=0.0, ang_vel_roll_pitch=0.0, ang_vel_yaw=0.0, joint_pos=0.0)
     return dataclasses.replace(
         cfg, noise=dataclasses.replace(cfg.noise, enabled=False), reset=zero_reset,
-        randomization=dataclasses.replace(cfg.randomization, enabled=False, push=False))
+        randomization=dataclasses.replace(cfg.randomization, enabled=False,
+                                          push=dataclasses.replace(cfg.randomization.push, enabled=False)))

@@ -158,20 +158,20 @@ class TrackingEnv:
         return {**obs, "actor": imu.tilt_observation(obs["actor"], self.actor_layout, tilt)}
 
     def _push_interval(self, key):
-        lo, hi = self.cfg.randomization.push_interval_s
+        lo, hi = self.cfg.randomization.push.interval_s
         steps = jax.random.uniform(key, (), minval=lo, maxval=hi) / self.cfg.control_dt
         return steps.astype(jnp.int32)
 
     # -- step -------------------------------------------------------------------------------------------
     def _push(self, data, state: EnvState, key):
-        """Pushes: every U(1, 3) s add a random root velocity (reset velocity ranges, world frame)."""
-        r = self.cfg.reset
+        """Pushes: every U(interval_s) s add a random root velocity (``randomization.push``, world frame)."""
+        p = self.cfg.randomization.push
         k1, k2, k3 = jax.random.split(key, 3)
-        span_lin = jnp.array([r.lin_vel_xy, r.lin_vel_xy, r.lin_vel_z])
-        span_ang = jnp.array([r.ang_vel_roll_pitch, r.ang_vel_roll_pitch, r.ang_vel_yaw])
+        span_lin = jnp.array([p.lin_vel_xy, p.lin_vel_xy, p.lin_vel_z])
+        span_ang = jnp.array([p.ang_vel_roll_pitch, p.ang_vel_roll_pitch, p.ang_vel_yaw])
         d_lin = jax.random.uniform(k1, (3,), minval=-1.0, maxval=1.0) * span_lin
         d_ang = jm.quat_rotate_inv(data.qpos[3:7], jax.random.uniform(k2, (3,), minval=-1.0, maxval=1.0) * span_ang)
-        push = (state.push_timer <= 0) & self.cfg.randomization.push
+        push = (state.push_timer <= 0) & p.enabled
         qvel = data.qvel.at[0:6].add(jnp.where(push, jnp.concatenate([d_lin, d_ang]), 0.0))
         timer = jnp.where(push, self._push_interval(k3), state.push_timer - 1)
         return data.replace(qvel=qvel), timer
@@ -210,6 +210,8 @@ class TrackingEnv:
         terminated = nonfinite | jnp.any(jnp.stack(list(terms_done.values())))
         obs = self._sense(obs_lib.observe(self.cfg, robot, ref, action, state.default_pos, state.motion_id,
                                           self.num_motions, k_obs), state.imu_tilt)
+        # A blown-up environment reports zeros, not NaN: its terms are summed into the batch's metrics.
+        terms = {k: jnp.where(nonfinite, 0.0, v) for k, v in terms.items()}
         info = StepInfo(reward=jnp.where(nonfinite, 0.0, reward), terms=terms, terminations=terms_done,
                         terminated=terminated, time_out=state.step + 1 >= self.cfg.episode_steps,
                         clip_end=frame >= lib.clip_length[state.motion_id] - 1, nonfinite=nonfinite)

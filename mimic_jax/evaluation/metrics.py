@@ -10,6 +10,12 @@ Per frame (one robot state against the reference frame of the same instant; ``fr
   error, millimetres.
 * ``anchor_pos_error_mm``: world-position error of the anchor, millimetres.
 * ``anchor_ori_error_rad``: rotation angle between the robot's and the reference's anchor orientation.
+* ``anchor_xy_error_mm``: horizontal (x, y) world-position error of the anchor, millimetres (the drift).
+
+Per episode: ``success`` (the published criterion: the clip ends with no termination), its largest drift
+``max_drift_m`` and ``tracked`` (success AND the anchor within ``max_drift_m`` = 0.5 m of the reference
+horizontally at every frame: the terminations ignore horizontal position, so a policy that balances in
+place "succeeds" on a walking clip, but is not tracked).
 
 An episode's value of a metric is its mean over the frames the episode played (every frame after the
 start, up to and including the one where it ended); a clip's value pools the frames of all its episodes;
@@ -28,9 +34,10 @@ from mimic_jax.envs.robot import RobotState
 from mimic_jax.motion.library import ANCHOR_INDEX, END_EFFECTOR_INDEX, RefFrame
 
 METRICS: tuple[str, ...] = ("mpjpe_global_mm", "mpjpe_local_mm", "joint_pos_error_rad", "joint_vel_error_rad_s",
-                            "ee_pos_error_mm", "anchor_pos_error_mm", "anchor_ori_error_rad")
-SUMMARY_FIELDS: tuple[str, ...] = ("episodes", "success_rate", "mean_episode_length_s", "mean_episode_length_steps",
-                                   "clip_length_s") + METRICS
+                            "ee_pos_error_mm", "anchor_pos_error_mm", "anchor_ori_error_rad", "anchor_xy_error_mm")
+SUMMARY_FIELDS: tuple[str, ...] = ("episodes", "success_rate", "tracked_rate", "max_drift_m", "mean_episode_length_s",
+                                   "mean_episode_length_steps", "clip_length_s") + METRICS
+TRACKED_MAX_DRIFT_M = 0.5  # the tracked criterion's horizontal anchor distance, metres
 
 
 def rotation_angle(a, b):
@@ -55,6 +62,7 @@ def frame_errors(robot: RobotState, ref: RefFrame) -> dict[str, jnp.ndarray]:
         "anchor_pos_error_mm": 1000.0 * body[..., ANCHOR_INDEX],
         "anchor_ori_error_rad": rotation_angle(robot.body_quat[..., ANCHOR_INDEX, :],
                                                ref.body_quat[..., ANCHOR_INDEX, :]),
+        "anchor_xy_error_mm": 1000.0 * dist(robot.body_pos[..., ANCHOR_INDEX, :2], ref.body_pos[..., ANCHOR_INDEX, :2]),
     }
 
 
@@ -74,7 +82,7 @@ class Episodes:
     termination: list  # [N] name of the first termination that fired, "" on success
     errors: dict  # name -> [T, N]
     qpos0: np.ndarray  # [N, 36]
-    qpos: np.ndarray  # [T, N, 36]
+    qpos: np.ndarray | None  # [T, N, 36], None where not recorded
     engine: str = "mjx"
 
     @property
@@ -82,6 +90,16 @@ class Episodes:
         """[T, N] bool: frames that belong to the episode."""
         steps = next(iter(self.errors.values())).shape[0]
         return np.arange(steps)[:, None] < self.length[None, :]
+
+    @property
+    def max_drift_m(self) -> np.ndarray:
+        """[N] the largest horizontal anchor distance from the reference over the episode's frames, metres."""
+        drift = np.where(self.valid, self.errors["anchor_xy_error_mm"], -np.inf).max(axis=0, initial=-np.inf)
+        return np.where(self.length > 0, drift / 1000.0, np.nan)
+
+    def tracked(self, max_drift_m: float = TRACKED_MAX_DRIFT_M) -> np.ndarray:
+        """[N] bool: success and the anchor within ``max_drift_m`` of the reference horizontally throughout."""
+        return self.success & (self.max_drift_m <= max_drift_m)
 
 
 def pooled_mean(values: np.ndarray, valid: np.ndarray) -> float:
@@ -92,13 +110,20 @@ def pooled_mean(values: np.ndarray, valid: np.ndarray) -> float:
     return float(np.sum(np.where(valid, values, 0.0)) / count)
 
 
-def summarize_clip(episodes: Episodes, motion_id: int, clip_length: int, control_dt: float) -> dict:
-    """Success rate, episode length and every metric (frames pooled) of one clip's episodes."""
+def _mean(x: np.ndarray) -> float:
+    return float(np.mean(x)) if x.size else float("nan")
+
+
+def summarize_clip(episodes: Episodes, motion_id: int, clip_length: int, control_dt: float,
+                   max_drift_m: float = TRACKED_MAX_DRIFT_M) -> dict:
+    """Success and tracked rates, mean largest drift, episode length and every metric (frames pooled) of one
+    clip's episodes."""
     mask = episodes.motion_id == motion_id
     valid = episodes.valid[:, mask]
-    steps = float(np.mean(episodes.length[mask])) if np.any(mask) else float("nan")
-    out = {"episodes": int(np.sum(mask)),
-           "success_rate": float(np.mean(episodes.success[mask])) if np.any(mask) else float("nan"),
+    steps = _mean(episodes.length[mask])
+    out = {"episodes": int(np.sum(mask)), "success_rate": _mean(episodes.success[mask]),
+           "tracked_rate": _mean(episodes.tracked(max_drift_m)[mask]),
+           "max_drift_m": _mean(episodes.max_drift_m[mask]),
            "mean_episode_length_s": steps * control_dt, "mean_episode_length_steps": steps,
            "clip_length_s": (clip_length - 1) * control_dt}
     for name in METRICS:
@@ -123,7 +148,9 @@ def aggregate(per_clip: dict[str, dict]) -> dict:
     return out
 
 
-def summarize(episodes: Episodes, names, clip_lengths, control_dt: float) -> tuple[dict, dict]:
+def summarize(episodes: Episodes, names, clip_lengths, control_dt: float,
+              max_drift_m: float = TRACKED_MAX_DRIFT_M) -> tuple[dict, dict]:
     """(per-clip summaries keyed by clip name, aggregate) of one evaluation."""
-    per_clip = {name: summarize_clip(episodes, i, int(clip_lengths[i]), control_dt) for i, name in enumerate(names)}
+    per_clip = {name: summarize_clip(episodes, i, int(clip_lengths[i]), control_dt, max_drift_m)
+                for i, name in enumerate(names)}
     return per_clip, aggregate(per_clip)

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mimic_jax.evaluation.metrics import SUMMARY_FIELDS, Episodes, summarize
+from mimic_jax.evaluation.metrics import SUMMARY_FIELDS, TRACKED_MAX_DRIFT_M, Episodes, summarize
 
 DEFINITIONS = {
     "success_rate": "fraction of episodes that reached the clip end with no termination",
+    "tracked_rate": (f"fraction of episodes with no termination and the anchor (torso_link) within "
+                     f"{TRACKED_MAX_DRIFT_M} m of the reference horizontally at every frame"),
+    "max_drift_m": "mean over episodes of the largest horizontal anchor distance from the reference, m",
     "mean_episode_length_s": "mean control time played per episode (termination or clip end), seconds",
     "mpjpe_global_mm": "mean over frames and the 14 tracked bodies of the world-position error, mm",
     "mpjpe_local_mm": "as mpjpe_global_mm after subtracting each side's anchor (torso_link) position, mm",
@@ -30,8 +33,10 @@ DEFINITIONS = {
     "ee_pos_error_mm": "mean over frames and the 4 end effectors (ankles, wrists) of the world-position error, mm",
     "anchor_pos_error_mm": "mean over frames of the anchor (torso_link) world-position error, mm",
     "anchor_ori_error_rad": "mean over frames of the anchor's rotation-angle error, rad",
+    "anchor_xy_error_mm": "mean over frames of the anchor's horizontal (x, y) world-position error, mm",
 }
-COLUMNS = (("success_rate", "succ", "{:5.0%}"), ("mean_episode_length_s", "len s", "{:6.2f}"),
+COLUMNS = (("success_rate", "succ", "{:5.0%}"), ("tracked_rate", "track", "{:5.0%}"),
+           ("max_drift_m", "drift m", "{:7.2f}"), ("mean_episode_length_s", "len s", "{:6.2f}"),
            ("mpjpe_global_mm", "MPJPE-g", "{:8.1f}"), ("mpjpe_local_mm", "MPJPE-l", "{:8.1f}"),
            ("joint_pos_error_rad", "q rad", "{:6.3f}"), ("joint_vel_error_rad_s", "dq rad/s", "{:8.3f}"),
            ("ee_pos_error_mm", "EE mm", "{:7.1f}"), ("anchor_pos_error_mm", "anc mm", "{:7.1f}"),

@@ -6,9 +6,11 @@ Modes:
   randomization, no pushes, no reset noise (``envs.config.evaluation_config``).
 * ``robust``: the training conditions (observation noise, randomization, pushes, reset noise, as in the
   run's config) and ``episodes`` episodes per clip, each from a uniformly drawn start frame to the clip end.
+* ``noisy``: ``episodes`` episodes per clip from frame 0 with the training's observation noise and pushes,
+  no model randomization and no reset noise (what ``experiments/time_to_policy.py`` reports beside clean).
 
-Both use the policy's mean action. All episodes step together in one jitted ``lax.scan`` (one vmapped
-function per control step, as MJX-Warp needs); an episode that ended is frozen and masked out.
+All use the policy's mean action and play through the one episode runner (``envs.episodes.run_episodes``):
+all episodes step together in one jitted ``lax.scan``; an episode that ended is frozen and masked out.
 
 The motion one-hot: the policy's input has the TRAINING library's size M. A clip whose name is one of the
 training clips gets that clip's one-hot; any other clip gets the normalizer's running mean of the one-hot
@@ -27,16 +29,17 @@ import numpy as np
 
 from mimic_jax.assets import g1
 from mimic_jax.backend import resolve_impl  # the one place the MJX backend is chosen
-from mimic_jax.envs import randomize
 from mimic_jax.envs.config import EnvConfig, evaluation_config
+from mimic_jax.envs.episodes import EpisodeBatch, RecordInput, Start, make_world, run_episodes
 from mimic_jax.envs.observations import observation_size, term_sizes
-from mimic_jax.envs.robot import robot_state
+from mimic_jax.envs.robot import RobotState
 from mimic_jax.envs.tracking import TrackingEnv
 from mimic_jax.evaluation.metrics import Episodes, frame_errors
 from mimic_jax.motion.library import MotionLibrary
 from mimic_jax.ppo.networks import ACTOR_KEY, NormalizerState, PPONetworks, PPOParams, make_networks
+from mimic_jax.ppo.policy import PPOPolicy
 
-MODES = ("clean", "robust")
+MODES = ("clean", "robust", "noisy")
 
 
 class PolicyError(ValueError):
@@ -57,6 +60,12 @@ class Policy:
     def num_motions(self) -> int:
         """M, the size of the motion one-hot the policy was trained with."""
         return len(self.motion_names)
+
+    def runner_policy(self, one_hot=None) -> PPOPolicy:
+        """The episode runner's policy: the mean action, the one-hot block replaced by ``one_hot`` [N, M]."""
+        block = one_hot_slice(self.env_cfg, self.num_motions)
+        return PPOPolicy(params=self.params, normalizer=self.normalizer, nets=self.nets,
+                         one_hot=None if one_hot is None else jnp.asarray(one_hot), one_hot_block=block)
 
 
 def make_policy(config, params: PPOParams, normalizer: NormalizerState, motion_names) -> Policy:
@@ -114,40 +123,34 @@ def one_hot_rows(policy: Policy, names) -> tuple[np.ndarray, list[str]]:
 
 def act(nets: PPONetworks, block: tuple[int, int], params, normalizer, obs_actor, one_hot):
     """Mean action for actor observations [..., A] with their one-hot block replaced by ``one_hot``."""
-    obs_actor = obs_actor.at[..., block[0]:block[1]].set(one_hot)
-    return nets.deterministic_action(params, normalizer, {ACTOR_KEY: obs_actor})
+    policy = PPOPolicy(params=params, normalizer=normalizer, nets=nets, one_hot=one_hot, one_hot_block=block)
+    return policy.step((), {ACTOR_KEY: obs_actor}, None)[0]
 
 
 def eval_env_config(train_cfg: EnvConfig, mode: str, impl: str = "auto") -> EnvConfig:
     """The environment of an evaluation mode (see the module doc)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    cfg = evaluation_config(train_cfg) if mode == "clean" else train_cfg
+    cfg = train_cfg if mode == "robust" else evaluation_config(train_cfg)
+    if mode == "noisy":
+        push = train_cfg.randomization.push
+        cfg = dataclasses.replace(cfg, noise=train_cfg.noise,
+                                  randomization=dataclasses.replace(cfg.randomization, push=push))
     return dataclasses.replace(cfg, impl=resolve_impl(impl))
 
 
 def plan_episodes(lib: MotionLibrary, mode: str, episodes: int, key) -> tuple[np.ndarray, np.ndarray]:
-    """(motion_id, start_frame) per episode: frame 0 once per clip (clean), or random starts (robust)."""
+    """(motion_id, start_frame) per episode: frame 0 once per clip (clean), ``episodes`` times per clip
+    (noisy), or random starts (robust)."""
     lengths = np.asarray(lib.clip_length)
     if mode == "clean":
         return np.arange(lib.num_motions, dtype=np.int32), np.zeros(lib.num_motions, np.int32)
     motion_id = np.repeat(np.arange(lib.num_motions, dtype=np.int32), episodes)
+    if mode == "noisy":
+        return motion_id, np.zeros(motion_id.size, np.int32)
     u = np.asarray(jax.random.uniform(key, motion_id.shape))
     start = np.floor(u * (lengths[motion_id] - 1)).astype(np.int32)  # at least one step to play
     return motion_id, start
-
-
-def _model_and_defaults(env: TrackingEnv, n: int, key):
-    """(model, in_axes, default joint positions [n, 29]): randomized per episode where the config says so."""
-    cfg = env.cfg
-    defaults = jnp.broadcast_to(env.default_pos, (n, env.action_size))
-    if not cfg.randomization.enabled:
-        return env.mx, jax.tree_util.tree_map(lambda _: None, env.mx), defaults
-    k_model, k_off = jax.random.split(key)
-    model, in_axes = randomize.randomize_model(env.mx, k_model, n, cfg.randomization,
-                                               randomize.foot_geom_ids(env.mj_model), env.torso_id)
-    offsets = randomize.default_joint_offsets(k_off, n, cfg.randomization, env.action_size)
-    return model, in_axes, defaults + offsets
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,49 +158,23 @@ def _environment(cfg: EnvConfig, num_motions: int) -> TrackingEnv:
     return TrackingEnv(cfg, num_motions)
 
 
-def _in_axes(env: TrackingEnv):
-    """in_axes of the evaluation model: batched where ``_model_and_defaults`` randomizes."""
-    return _model_and_defaults(env, 1, jax.random.PRNGKey(0))[1]
+@dataclasses.dataclass(frozen=True)
+class TrackingRecorder:
+    """Episode-runner recorder: the per-frame errors of ``metrics.frame_errors`` (and the robot's qpos)."""
 
+    body_ids: tuple[int, ...]
+    qpos: bool = True
 
-@functools.lru_cache(maxsize=8)
-def _program(env: TrackingEnv, nets: PPONetworks, block: tuple[int, int], steps: int):
-    """The jitted program: ``steps`` control steps of every episode, recording errors and qpos.
-
-    Cached on its static parts, so evaluating another set of the same shapes compiles nothing new.
-    """
-    def per_env(m, lib, state, action, alive):
-        """One control step of one episode (frozen once ended) and its errors at the new instant."""
-        new, info = env.step(m, lib, state, action)
-        data = new.data.where(~alive, state.data)  # keep an ended episode as it was
-        rest = jax.tree_util.tree_map(lambda a, b: jnp.where(alive, a, b), new.replace(data=None),
-                                      state.replace(data=None))
-        zeros = jnp.zeros((len(env.body_ids), 3))
-        errors = frame_errors(robot_state(data, env.body_ids, zeros, zeros), lib.frame(state.motion_id, rest.frame))
-        terms = {**info.terminations, "nonfinite": info.nonfinite}
-        return rest.replace(data=data), info.terminated, info.clip_end, errors, terms, data.qpos
-
-    vstep = jax.vmap(per_env, in_axes=(_in_axes(env), None, 0, 0, 0))
-
-    def run(params, normalizer, m, lib, state, one_hot):
-        """Per-step outputs [steps, N] of all episodes."""
-        def body(carry, _):
-            state, alive = carry
-            action = act(nets, block, params, normalizer, state.obs[ACTOR_KEY], one_hot)
-            state, terminated, clip_end, errors, terms, qpos = vstep(m, lib, state, action, alive)
-            out = {"valid": alive, "failed": alive & terminated, "errors": errors, "terms": terms, "qpos": qpos}
-            return (state, alive & ~(terminated | clip_end)), out
-
-        alive = jnp.ones(state.frame.shape, bool)
-        _, out = jax.lax.scan(body, (state, alive), None, length=steps)
+    def __call__(self, step: RecordInput) -> dict:
+        data, ids = step.state.data, np.asarray(self.body_ids)
+        zeros = jnp.zeros(data.xpos.shape[:1] + (len(ids), 3))
+        robot = RobotState(body_pos=data.xpos[:, ids], body_quat=data.xquat[:, ids], body_lin_vel=zeros,
+                           body_ang_vel=zeros, joint_pos=data.qpos[:, 7:], joint_vel=data.qvel[:, 6:],
+                           root_lin_vel_b=zeros[:, 0], root_ang_vel_b=zeros[:, 0])
+        out = {"errors": frame_errors(robot, step.ref)}
+        if self.qpos:
+            out["qpos"] = data.qpos
         return out
-
-    return jax.jit(run)
-
-
-@functools.lru_cache(maxsize=8)
-def _reset_program(env: TrackingEnv):
-    return jax.jit(jax.vmap(env.reset, in_axes=(_in_axes(env), None, None, 0, 0, 0, 0, 0)))
 
 
 def termination_names(terms: dict, failed: np.ndarray, length: np.ndarray) -> list[str]:
@@ -210,24 +187,32 @@ def termination_names(terms: dict, failed: np.ndarray, length: np.ndarray) -> li
 
 
 def mjx_episodes(policy: Policy, lib: MotionLibrary, *, mode: str = "clean", episodes: int = 1, seed: int = 0,
-                 impl: str = "auto") -> Episodes:
-    """Runs the evaluation episodes of ``mode`` on MJX and returns them (numpy)."""
+                 impl: str = "auto", qpos: bool = True) -> Episodes:
+    """Runs the evaluation episodes of ``mode`` on MJX and returns them (numpy; ``qpos=False``: no qpos
+    record, e.g. for periodic evaluations that only need the metrics).
+
+    Another evaluation of the same shapes compiles nothing new: other parameters, clips of the same lengths
+    (in robust mode the seed's start frames set the number of steps, hence the program).
+    """
     cfg = eval_env_config(policy.env_cfg, mode, impl)
     env = _environment(cfg, policy.num_motions)
-    k_plan, k_model, k_reset = jax.random.split(jax.random.PRNGKey(seed), 3)
+    k_plan, k_world, k_run = jax.random.split(jax.random.PRNGKey(seed), 3)
     motion_id, start = plan_episodes(lib, mode, episodes, k_plan)
-    n = motion_id.size
     steps = int(np.max(np.asarray(lib.clip_length)[motion_id] - 1 - start))
-    model, _, defaults = _model_and_defaults(env, n, k_model)
-    rows = jnp.asarray(one_hot_rows(policy, lib.names)[0][motion_id])
-    lib_arrays = lib.replace(names=())  # names are static: leave them out so same-shape sets share programs
-    state = _reset_program(env)(model, lib_arrays, env.make_data(n), jnp.asarray(motion_id), jnp.asarray(start),
-                                jnp.zeros(n, jnp.int32), defaults, jax.random.split(k_reset, n))
-    program = _program(env, policy.nets, one_hot_slice(cfg, policy.num_motions), steps)
-    out = jax.device_get(program(policy.params, policy.normalizer, model, lib_arrays, state, rows))
-    length = np.sum(out["valid"], axis=0).astype(np.int32)
-    failed = np.asarray(out["failed"])
+    world = make_world(env, lib, motion_id.size, k_world)
+    runner = policy.runner_policy(one_hot_rows(policy, lib.names)[0][motion_id])
+    starts = Start(motion_id=jnp.asarray(motion_id), frame=jnp.asarray(start), bin=jnp.zeros(motion_id.size, jnp.int32))
+    recorder = TrackingRecorder(tuple(int(i) for i in env.body_ids), qpos)
+    played = jax.device_get(run_episodes(env, world, runner, starts, steps, k_run, recorder))
+    return _episodes(played, motion_id, start)
+
+
+def _episodes(played: EpisodeBatch, motion_id: np.ndarray, start: np.ndarray) -> Episodes:
+    failed = np.asarray(played.failed)
+    length = np.sum(played.valid, axis=0).astype(np.int32)
+    records = played.records
+    qpos = np.asarray(records["qpos"]) if "qpos" in records else None
     return Episodes(motion_id=motion_id, start_frame=start, length=length, success=~failed.any(axis=0),
-                    termination=termination_names(out["terms"], failed, length),
-                    errors={k: np.asarray(v, np.float64) for k, v in out["errors"].items()},
-                    qpos0=np.asarray(jax.device_get(state.data.qpos)), qpos=np.asarray(out["qpos"]), engine="mjx")
+                    termination=termination_names(played.terminations, failed, length),
+                    errors={k: np.asarray(v, np.float64) for k, v in records["errors"].items()},
+                    qpos0=np.asarray(played.start_qpos), qpos=qpos, engine="mjx")

@@ -24,6 +24,7 @@ from mimic_jax.ppo.networks import (
     normal_log_prob,
     update_normalizer,
 )
+from mimic_jax.ppo.policy import PPOPolicy
 from mimic_jax.ppo.update import (
     Rollout,
     TrainState,
@@ -44,6 +45,7 @@ __all__ = [
     "PPOConfig",
     "PPONetworks",
     "PPOParams",
+    "PPOPolicy",
     "Rollout",
     "TrainState",
     "adaptive_lr",

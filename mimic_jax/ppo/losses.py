@@ -51,7 +51,8 @@ def compute_gae(
     Step t is (s_t, a_t, r_t) with V_t = V(s_t); `bootstrap_value` = V(s_T) of the observation after the
     last step. A truncated step (time limit, not a failure) gets the discounted value of the final
     pre-reset observation folded into its reward, and then every done step cuts the recursion:
-      r'_t   = r_t + gamma * truncated_t * Vfin_t,   Vfin = `truncation_values` (default: `values`)
+      r'_t   = r_t + gamma * truncated_t * Vfin_t,   Vfin = `truncation_values` (default: `values`), read only
+                                                 where truncated (NaN elsewhere is ignored)
       done_t = terminated_t OR truncated_t
       delta_t = r'_t + gamma * (1 - done_t) * V_{t+1} - V_t,            V_T = bootstrap_value
       A_t     = delta_t + gamma * lam * (1 - done_t) * A_{t+1},         A_T = 0
@@ -64,7 +65,8 @@ def compute_gae(
     terminated = terminated.astype(rewards.dtype)
     truncated = truncated.astype(rewards.dtype)
     final_values = values if truncation_values is None else truncation_values
-    rewards = rewards + gamma * truncated * final_values
+    # where, not a product: a non-truncated step's final value may be NaN (a blown-up env), and 0 * NaN = NaN.
+    rewards = rewards + gamma * jnp.where(truncated > 0, truncated * final_values, 0.0)
     not_done = 1.0 - jnp.maximum(terminated, truncated)
 
     def step(carry: _GAECarry, xs) -> tuple[_GAECarry, jax.Array]:

@@ -51,13 +51,12 @@ class PPOParams:
 
 
 class ActOutput(NamedTuple):
-    """Everything the rollout stores per step (leading dims are the env batch dims)."""
+    """One draw of the behaviour policy and what PPO stores with it (leading dims are the env batch dims)."""
 
     action: jax.Array  # [..., A] raw Gaussian sample (what the log-prob refers to)
     log_prob: jax.Array  # [...]
     mean: jax.Array  # [..., A]
     std: jax.Array  # [..., A]
-    value: jax.Array  # [...] critic value V(obs['critic'])
 
 
 def _gaussian(mean: jax.Array, std: jax.Array):
@@ -119,12 +118,6 @@ class PPONetworks:
         mean, std = self.policy_network.apply(norm_params, _cast(params.policy, self.dtype), obs)
         return mean.astype(jnp.float32), std.astype(jnp.float32)
 
-    def sample_action(self, params: PPOParams, norm_params: NormalizerState, obs: Obs, key: jax.Array):
-        """a = mean + std * eps, eps ~ N(0, I); returns (a, log pi(a|s))."""
-        mean, std = self.policy_distribution(params, norm_params, obs)
-        action = mean + std * jax.random.normal(key, mean.shape, mean.dtype)
-        return action, normal_log_prob(mean, std, action)
-
     def deterministic_action(self, params: PPOParams, norm_params: NormalizerState, obs: Obs) -> jax.Array:
         """The Gaussian mean (mode), unbounded."""
         return self.policy_distribution(params, norm_params, obs)[0]
@@ -134,17 +127,15 @@ class PPONetworks:
         value = self.value_network.apply(norm_params, _cast(params.value, self.dtype), obs)
         return value.astype(jnp.float32)
 
-    def act(self, params: PPOParams, norm_params: NormalizerState, obs: Obs, key: jax.Array) -> ActOutput:
-        """One rollout step of the behaviour policy, with everything PPO needs stored."""
+    def act(self, params: PPOParams, norm_params: NormalizerState, obs: Obs, keys: jax.Array) -> ActOutput:
+        """The one way to draw an action: a = mean + std * eps, eps ~ N(0, I) drawn from each environment's
+        own key (``keys`` [..., 2], the batch dims of ``obs``), so a batch split over devices draws what the
+        whole batch draws on one device."""
         mean, std = self.policy_distribution(params, norm_params, obs)
-        action = mean + std * jax.random.normal(key, mean.shape, mean.dtype)
-        return ActOutput(
-            action=action,
-            log_prob=normal_log_prob(mean, std, action),
-            mean=mean,
-            std=std,
-            value=self.value(params, norm_params, obs),
-        )
+        flat = keys.reshape((-1, keys.shape[-1]))
+        noise = jax.vmap(lambda k: jax.random.normal(k, mean.shape[-1:], mean.dtype))(flat).reshape(mean.shape)
+        action = mean + std * noise
+        return ActOutput(action=action, log_prob=normal_log_prob(mean, std, action), mean=mean, std=std)
 
 
 def make_networks(actor_obs_size: int, critic_obs_size: int, action_size: int, cfg: PPOConfig) -> PPONetworks:
