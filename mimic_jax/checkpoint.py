@@ -66,7 +66,10 @@ def config_from_dict(d: dict, cls=TrainConfig):
 def _legacy(d: dict) -> dict:
     """Stored configs of earlier versions: ``env.feet_only_collisions`` (a bool; those models collided with the
     floor only) became ``env.collisions``; ``randomization.push`` (a bool) and ``push_interval_s`` became the
-    ``randomization.push`` section (its magnitudes then came from the reset ranges, the published values)."""
+    ``randomization.push`` section (its magnitudes then came from the reset ranges, the published values); the
+    removed ``fuse_devices`` mode is dropped when it was off."""
+    if isinstance(d, dict) and d.get("fuse_devices") is False:  # a removed mode (one SPMD program); off is moot
+        d = {k: v for k, v in d.items() if k != "fuse_devices"}
     env = d.get("env") if isinstance(d, dict) else None
     if not isinstance(env, dict):
         return d
