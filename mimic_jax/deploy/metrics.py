@@ -14,7 +14,8 @@ import numpy as np
 from mimic_jax.deploy import maths
 
 METRICS: tuple[str, ...] = ("mpjpe_global_mm", "mpjpe_local_mm", "joint_pos_error_rad", "joint_vel_error_rad_s",
-                            "ee_pos_error_mm", "anchor_pos_error_mm", "anchor_ori_error_rad")
+                            "ee_pos_error_mm", "anchor_pos_error_mm", "anchor_ori_error_rad",
+                            "anchor_xy_error_mm")
 
 
 class BodyLayout(NamedTuple):
@@ -56,6 +57,8 @@ def frame_errors(robot: Pose, ref: Pose, layout: BodyLayout) -> dict[str, float]
         "anchor_pos_error_mm": 1000.0 * float(body[layout.anchor]),
         "anchor_ori_error_rad": float(maths.rotation_angle(robot.body_quat[layout.anchor],
                                                            ref.body_quat[layout.anchor])),
+        "anchor_xy_error_mm": 1000.0 * float(np.linalg.norm(robot.body_pos[layout.anchor, :2]
+                                                            - ref.body_pos[layout.anchor, :2])),
     }
 
 
