@@ -160,7 +160,8 @@ class MJXSimulator:
         n, steps = int(np.shape(batch.start.origin)[0]), batch.steps + 1
         kicks = np.zeros((steps, n, 3), np.float32)
         if batch.task == "perturb":
-            kicks[:batch.steps] = np.swapaxes(np.asarray(batch.episodes.kicks), 0, 1)
+            planned = np.swapaxes(np.asarray(batch.episodes.kicks), 0, 1)[:batch.steps]
+            kicks[:len(planned)] = planned
         key = jax.random.PRNGKey(self.seed)
         world = runner.make_world(self.env, self.lib, n, jax.random.fold_in(key, 1), randomize=False)
         policy = GuidedController(model=self.model, plan=batch.plan, weight=jnp.float32(weight))
