@@ -821,3 +821,24 @@ def test_cli_refuses_a_run_of_another_layout_in_one_line(tiny_run, tmp_path, cap
         assert main(["bench", "--task", "waypoint", "--model", extra[0], *extra[1:]]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_cli_play_writes_the_episode_with_its_task(tiny_run, tmp_path, capsys):
+    """``play`` of one waypoint episode (0.1 s; its own MJX program: one robot) as a PNG still."""
+    from mimic_jax.control.__main__ import main
+    from mimic_jax.motion.viz import RenderError, ensure_gl
+
+    try:
+        ensure_gl()
+    except RenderError as exc:
+        pytest.skip(str(exc))
+    run, _ = tiny_run
+    clips = ",".join(str(CLIPS / f"{n}.npz") for n in TINY_MOTIONS)
+    out = tmp_path / "goal.png"
+    argv = ["play", "--task", "waypoint", "--model", str(run), "--motion-set", clips, "--seconds", "0.1",
+            "--still", str(out), "--still-at", "0.06", "--video-size", "64x48"]
+    assert main(argv) == 0, capsys.readouterr().err
+    from PIL import Image
+
+    assert Image.open(out).size == (64, 48) and f"wrote {out}" in capsys.readouterr().out
