@@ -716,7 +716,7 @@ def _robot_obs(lib, frames):
 def test_guidance_pulls_the_planned_path_to_the_waypoint(tiny_run):
     """One replan of two robots from the same history and key: with the waypoint task's default weight every
     planned root position ends nearer its goal (3-8 m away) than unguided (weight 0)."""
-    from mimic_jax.control.simulate import GuidedController, start_frames
+    from mimic_jax.control.simulate import GuidedController, controller_step, start_frames
     from mimic_jax.diffusion.checkpoint import load_model
 
     run, lib = tiny_run
@@ -725,7 +725,7 @@ def test_guidance_pulls_the_planned_path_to_the_waypoint(tiny_run):
     start = jax.tree.map(np.asarray, start_frames(lib, np.zeros(2, np.int32), frames))
     batch = B.make_batch("waypoint", B.BenchConfig(episodes=2), start)
     obs = _robot_obs(lib, frames)
-    step = jax.jit(lambda policy, carry, key: policy.step(carry, obs, key))
+    step = lambda policy, carry, key: controller_step(policy, carry, obs, key)  # noqa: E731
     dist, actions = {}, {}
     for w in (0.0, G.GuidanceConfig().waypoint_weight):
         policy = GuidedController(model=model, plan=batch.plan, weight=jnp.float32(w))
@@ -733,7 +733,7 @@ def test_guidance_pulls_the_planned_path_to_the_waypoint(tiny_run):
         assert actions[w].shape == (2, 29) and np.all(np.isfinite(actions[w]))
         goal = np.asarray(batch.plan.costs.terms["waypoint"].params.position)
         dist[w] = np.linalg.norm(np.asarray(carry.plan_root)[:, 1:, :2] - goal[:, None], axis=-1)  # [2, H]
-    assert step._cache_size() == 1  # a new weight: the same program
+    assert controller_step._cache_size() == 1  # a new weight: the same program
     guided, free = dist[G.GuidanceConfig().waypoint_weight], dist[0.0]
     assert np.all(guided < free), (guided, free)
     assert not np.allclose(actions[0.0], actions[G.GuidanceConfig().waypoint_weight])  # a_t follows the plan
@@ -770,6 +770,21 @@ def test_mjx_simulator_records_the_episodes_from_their_starts(simulated):
     assert program._cache_size() == 1  # both weights: one MJX program
 
 
+def test_mujoco_c_simulator_plays_the_same_batch(tiny_run, simulated):
+    """The same batch on MuJoCo C (the jitted controller step of the guidance test: no new trace): the same
+    start, the same recorded shapes, and over 0.1 s the same motion to within 1 cm (engines differ)."""
+    from mimic_jax.control.simulate import MuJoCoSimulator
+
+    sim, batch, recs = simulated
+    c_sim = MuJoCoSimulator(sim.model, sim.lib)
+    rec = c_sim(batch, 0.2)
+    assert rec.world.body_pos_w.shape == (6, 2, 14, 3) and rec.valid.all() and c_sim.plans.shape == (6, 2, 9, 3)
+    np.testing.assert_allclose(rec.world.body_pos_w[0], recs[0.2].world.body_pos_w[0], atol=1e-5)
+    moved = np.abs(recs[0.2].world.body_pos_w[-1] - recs[0.2].world.body_pos_w[0]).max()
+    gap = np.abs(rec.world.body_pos_w[-1] - recs[0.2].world.body_pos_w[-1]).max()
+    assert gap < 0.01 and moved > 2 * gap, (gap, moved)
+
+
 def runner_record():
     from mimic_jax.control.simulate import record_step
 
@@ -786,7 +801,7 @@ def test_cli_bench_writes_every_figure_and_the_unguided_row(tiny_run, simulated,
     clips = ",".join(str(CLIPS / f"{n}.npz") for n in TINY_MOTIONS)
     out = tmp_path / "bench.json"
     argv = ["bench", "--task", "waypoint", "--model", str(run), "--motion-set", clips, "--episodes", "2",
-            "--seconds", "0.1", "--weights", "1,2", "--json", str(out), "--plots", str(tmp_path / "plots")]
+            "--seconds", "0.1", "--weights", "1,2", "--json", str(out), "--plots", str(tmp_path / "plots"), "--sim2sim"]
     assert main(argv) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "waypoint  (n = 2 episodes)" in printed and "(unguided)" in printed
@@ -798,6 +813,8 @@ def test_cli_bench_writes_every_figure_and_the_unguided_row(tiny_run, simulated,
         assert row["figures"]["falls"]["n"] == 2 and row["figures"]["falls"]["value"] == 0.0
     assert doc["tasks"]["waypoint"]["steps"] == 5 and doc["episodes"] == 2 and doc["max_seconds"] == 0.1
     assert (tmp_path / "plots" / "waypoint.png").is_file()
+    c_rows = doc["sim2sim"]["tasks"]["waypoint"]["rows"]
+    assert doc["sim2sim"]["simulator"] == "MuJoCo C" and [r["weight"] for r in c_rows] == pytest.approx([0, 0.2, 0.4])
     assert runner._program(sim.env, 6, runner_record(), sim.observe, False)._cache_size() == 1  # nothing recompiled
 
 

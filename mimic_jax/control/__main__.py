@@ -170,8 +170,6 @@ def _controller(args, card: dict):
                          "this checkout does not have") from None
     if "checkpoint" not in card:
         raise UsageError(f"{args.model}: a card.json alone is no model; give a mimic_jax.diffusion run directory")
-    if getattr(args, "sim2sim", False):
-        raise UsageError("--sim2sim: the MuJoCo C simulator of the control bench is not built yet (MJX only)")
     from mimic_jax.backend import BackendError, resolve_impl
     from mimic_jax.control.simulate import MJXSimulator
     from mimic_jax.diffusion.checkpoint import RunError, load_model
@@ -212,21 +210,33 @@ def _bench(args, card: dict) -> None:
 
     from mimic_jax.control import bench as B
 
+    from mimic_jax.control.simulate import MuJoCoSimulator
+
     sim = _controller(args, card)
     cfg = _bench_config(args)
     names = [v for t in _tasks(args.task, many=True) for v in B.VARIANTS[t]]
     total = sum(len(B.weights(name.split("/")[0], cfg)) for name in names)
+
+    def bench_on(simulator, label: str) -> dict:
+        with tqdm(total=total, desc=f"control bench ({label})", unit="run", disable=None) as bar:
+            return B.run(names, simulator, cfg, simulator.starts(cfg.episodes), sim.lib,
+                         progress=lambda name, w: (bar.set_postfix_str(f"{name} w={w:g}"), bar.update(1)))
+
     t0 = time.perf_counter()
-    with tqdm(total=total, desc="control bench", unit="run", disable=None) as bar:
-        report = B.run(names, sim, cfg, sim.starts(cfg.episodes), sim.lib,
-                       progress=lambda name, w: (bar.set_postfix_str(f"{name} w={w:g}"), bar.update(1)))
+    report = bench_on(sim, "MJX")
     print(B.format_table(report))
+    sim2sim = None
+    if args.sim2sim:
+        sim2sim = bench_on(MuJoCoSimulator(sim.model, sim.lib, seed=args.seed, progress=sys.stderr.isatty()),
+                           "MuJoCo C")
+        print("MuJoCo C (sim2sim):\n" + B.format_table(sim2sim))
     device = jax.devices()[0]
     doc = {"command": "python -m mimic_jax.control " + " ".join(sys.argv[1:]), "model": str(args.model),
            "checkpoint": card.get("checkpoint"), "layout": card.get("layout"), "episodes": cfg.episodes,
            "seed": cfg.seed, "max_seconds": cfg.max_seconds, "simulator": f"MJX ({sim.env.cfg.impl})",
            "device": f"{device.platform}: {device.device_kind}", "date": time.strftime("%Y-%m-%d %H:%M"),
-           "seconds": round(time.perf_counter() - t0, 1), "tasks": report}
+           "seconds": round(time.perf_counter() - t0, 1), "tasks": report,
+           **({} if sim2sim is None else {"sim2sim": {"simulator": "MuJoCo C", "tasks": sim2sim}})}
     if args.json:
         print(f"wrote {B.write_json(doc, args.json)}")
     if args.plots:
