@@ -598,6 +598,9 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
             "the model was trained on another state layout",
         ("bench", "--task", "waypoint", "--model", str(model), "--weights", "1,-2"): "--weights must be positive",
         ("play", "--task", "joystick", "--model", str(model), "--keyboard"): "--keyboard needs a display",
+        ("bench", "--task", "waypoint", "--model", str(_card(tmp_path, "card-only", layout="body_pos"))):
+            "a card.json alone is no model",
+        ("bench", "--task", "waypoint", "--model", str(model), "--seconds", "0"): "--seconds must be in (0, 600]",
     }
     for argv, message in cases.items():
         assert main(list(argv)) == 2
