@@ -9,6 +9,12 @@ weights and random data of the real shapes (speed does not depend on their value
 joystick cost (1/2 sum_t ||v_xy,t - g||^2 on the decoded root velocity). Every figure excludes the first
 call (compilation) and waits for the result (``block_until_ready``); latencies are medians over
 ``--repeats`` calls. Prints one JSON object.
+
+``replan``: one whole control step of the guided controller (``control.simulate.GuidedController.step``, what
+the control bench runs at 50 Hz): encode the robots' states, slide and re-anchor the history, take each
+robot's joystick costs of that step from a task plan (``control.guidance``: velocity + yaw-rate terms, the
+fixed joystick sequence), then the K-step sample with ``jax.grad`` guidance at every level; the robots stand
+in the default pose (MuJoCo C forward kinematics), no physics.
 """
 
 from __future__ import annotations
@@ -112,6 +118,52 @@ def bench_sampling(cfg: Config, robots: list[int], repeats: int) -> dict:
     return out
 
 
+def _standing_obs(robots: int) -> dict:
+    """The controller's observation of ``robots`` robots standing in the default pose at the origin."""
+    import mujoco
+
+    from mimic_jax.assets import g1
+    from mimic_jax.diffusion.policy import mujoco_obs
+
+    mj, table = g1.load_model(), g1.joint_table()
+    d = mujoco.MjData(mj)
+    d.qpos[:] = g1.qpos_from(np.array([0.0, 0.0, g1.DEFAULT_ROOT_HEIGHT]), np.array([1.0, 0, 0, 0]), table.default_pos)
+    mujoco.mj_forward(mj, d)
+    one = mujoco_obs([d], g1.body_ids(mj, g1.TRACKED_BODY_NAMES))["robot"]
+    robot = jax.tree.map(lambda x: jnp.repeat(x, robots, axis=0), one)
+    return {"robot": robot, "step": jnp.full((robots,), 10, jnp.int32)}
+
+
+def bench_replan(cfg: Config, robots: list[int], repeats: int) -> dict:
+    """Latency of one guided controller step (module doc) per robot count."""
+    from mimic_jax.control import guidance as G
+    from mimic_jax.control import protocols as proto
+    from mimic_jax.control.simulate import GuidedController
+
+    data = _fake_data(cfg, jax.random.PRNGKey(1))
+    state = init_state(cfg, jax.random.PRNGKey(0))
+    model = DiffusionModel(params=state.params, normalizer=_normalizer(cfg, data),
+                           schedule=make_schedule(cfg.diffusion), cfg=cfg)
+    step = jax.jit(lambda policy, carry, obs, key: policy.step(carry, obs, key))
+    out = {}
+    for n in robots:
+        start = st.Frame(origin=np.zeros((n, 3), np.float32), yaw=np.tile(np.float32([1, 0, 0, 0]), (n, 1)))
+        plan = G.plan("joystick", proto.joystick(proto.JoystickProtocol(), n, 0), start)
+        policy = GuidedController(model=model, plan=plan, weight=jnp.float32(G.GuidanceConfig().joystick_weight))
+        carry, obs = policy.init(n, jax.random.PRNGKey(0)), _standing_obs(n)
+        keys = jax.random.split(jax.random.PRNGKey(2), n)
+        jax.block_until_ready(step(policy, carry, obs, keys))
+        times = []
+        for i in range(repeats):
+            keys = jax.random.split(jax.random.PRNGKey(i), n)
+            t0 = time.perf_counter()
+            jax.block_until_ready(step(policy, carry, obs, keys))
+            times.append(time.perf_counter() - t0)
+        out[f"replan_{n}"] = {"robots": n, "guided": True, "median_ms": 1e3 * statistics.median(times),
+                              "p90_ms": 1e3 * float(np.percentile(times, 90))}
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tiny", action="store_true", help="a tiny model (1 layer, width 32, H 8) for CPUs and tests")
@@ -123,13 +175,17 @@ def main(argv=None) -> dict:
     p.add_argument("--robots", type=int, nargs="+", default=[1, 1024])
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--json", help="also write the result here")
+    p.add_argument("--only", choices=("all", "replan"), default="all",
+                   help="replan: only the guided controller step (no training or bare sampling figures)")
     args = p.parse_args(argv)
     cfg = _config(args)
     device = jax.devices()[0]
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": f"{device.platform}: {device.device_kind}",
               "host": platform.node(), "jax": jax.__version__, "levels": cfg.diffusion.levels,
               "model": dataclasses.asdict(cfg.model), "batch_size": cfg.train.batch_size,
-              "training": bench_training(cfg, args.calls), "sampling": bench_sampling(cfg, args.robots, args.repeats)}
+              "replan": bench_replan(cfg, args.robots, args.repeats)}
+    if args.only == "all":
+        result.update(training=bench_training(cfg, args.calls), sampling=bench_sampling(cfg, args.robots, args.repeats))
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:

@@ -1,5 +1,6 @@
 """Guided control: costs (values and gradients against hand-computed cases), scenes, keyframes, protocols,
-metrics, the task plans, and the control CLI's refusals. No MJX program is compiled here."""
+metrics, the task plans, the control CLI's refusals, and the guided controller itself on a tiny random model:
+its guidance, and one MJX episode program (2 robots, a few steps) shared by the simulator and CLI tests."""
 
 from __future__ import annotations
 
@@ -597,6 +598,9 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
             "the model was trained on another state layout",
         ("bench", "--task", "waypoint", "--model", str(model), "--weights", "1,-2"): "--weights must be positive",
         ("play", "--task", "joystick", "--model", str(model), "--keyboard"): "--keyboard needs a display",
+        ("bench", "--task", "waypoint", "--model", str(_card(tmp_path, "card-only", layout="body_pos"))):
+            "a card.json alone is no model",
+        ("bench", "--task", "waypoint", "--model", str(model), "--seconds", "0"): "--seconds must be in (0, 600]",
     }
     for argv, message in cases.items():
         assert main(list(argv)) == 2
@@ -659,3 +663,202 @@ def test_episode_video_carries_the_task(lib):
     keys = inpaint.episodes.keyframes
     np.testing.assert_allclose(video.ghost_qpos[49, :3], np.asarray(keys.world.body_pos_w)[0, 0, 0])  # next: 50
     np.testing.assert_allclose(video.ghost_qpos[50, :3], np.asarray(keys.world.body_pos_w)[0, 1, 0])  # then 100
+
+
+# -- the guided controller on a tiny random model (one sampler program, one MJX program) ---------------------------
+TINY_MOTIONS = ("walk_forward", "turn_left")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A diffusion run directory holding a tiny randomly initialised model (weights jittered so that the network's
+    output depends on its input; heads start at zero otherwise), normalized on the clips' reference states."""
+    import dataclasses
+
+    from mimic_jax.diffusion import checkpoint as ckpt
+    from mimic_jax.diffusion.config import Config, ModelConfig
+    from mimic_jax.diffusion.learner import init_state
+    from mimic_jax.diffusion.normalize import fit_normalizer
+    from mimic_jax.motion.clip import load_clip
+    from mimic_jax.motion.library import build_library
+
+    lib = build_library([load_clip(CLIPS / f"{n}.npz") for n in TINY_MOTIONS], TINY_MOTIONS)
+    # Two layers: with one, a_t reads only the clamped history and guidance on the states cannot change it.
+    cfg = Config(model=ModelConfig(layers=2, width=32, heads=2, horizon=8, action_loss_steps=4, attention_dropout=0.0))
+    ws = st.WorldStates(*(jnp.asarray(x)[None] for x in (lib.body_pos, lib.body_quat, lib.body_lin_vel,
+                                                          lib.body_ang_vel, lib.joint_pos, lib.joint_vel)))
+    first = st.frame_at(st.WorldStates(*(x[0] for x in ws)), 0)
+    states = st.encode(st.BODY_POS, ws, st.Frame(first.origin[None], first.yaw[None]))
+    table = g1.joint_table()
+    labels = (np.asarray(lib.joint_pos) - table.default_pos) / table.action_scale
+    norm = fit_normalizer(states, labels[None], st.BODY_POS.global_mask, emphasis=cfg.diffusion.emphasis,
+                          std_floor=cfg.diffusion.std_floor)
+    state = init_state(cfg, jax.random.PRNGKey(0))
+    leaves, tree = jax.tree.flatten(state.params)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    params = jax.tree.unflatten(tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    state = dataclasses.replace(state, params=params, ema=params) if dataclasses.is_dataclass(state) else \
+        state._replace(params=params, ema=params)
+    run = tmp_path_factory.mktemp("control") / "tiny-run"
+    ckpt.save(run, state, norm, cfg, {"preset": "test"}, keep=1)
+    return run, lib
+
+
+def _robot_obs(lib, frames):
+    """The runner's observation of robots standing exactly at the library's reference ``frames`` of clip 0."""
+    from mimic_jax.envs.robot import RobotState
+
+    ref = lib.frame(jnp.zeros(len(frames), jnp.int32), jnp.asarray(frames))
+    zeros = jnp.zeros((len(frames), 3))
+    robot = RobotState(body_pos=ref.body_pos, body_quat=ref.body_quat, body_lin_vel=ref.body_lin_vel,
+                       body_ang_vel=ref.body_ang_vel, joint_pos=ref.joint_pos, joint_vel=ref.joint_vel,
+                       root_lin_vel_b=zeros, root_ang_vel_b=zeros)
+    return {"robot": robot, "step": jnp.zeros(len(frames), jnp.int32)}
+
+
+def test_guidance_pulls_the_planned_path_to_the_waypoint(tiny_run):
+    """One replan of two robots from the same history and key: with the waypoint task's default weight every
+    planned root position ends nearer its goal (3-8 m away) than unguided (weight 0)."""
+    from mimic_jax.control.simulate import GuidedController, controller_step, start_frames
+    from mimic_jax.diffusion.checkpoint import load_model
+
+    run, lib = tiny_run
+    model, _ = load_model(run)
+    frames = np.array([0, 40], np.int32)
+    start = jax.tree.map(np.asarray, start_frames(lib, np.zeros(2, np.int32), frames))
+    batch = B.make_batch("waypoint", B.BenchConfig(episodes=2), start)
+    obs = _robot_obs(lib, frames)
+    step = lambda policy, carry, key: controller_step(policy, carry, obs, key)  # noqa: E731
+    dist, actions = {}, {}
+    for w in (0.0, G.GuidanceConfig().waypoint_weight):
+        policy = GuidedController(model=model, plan=batch.plan, weight=jnp.float32(w))
+        actions[w], carry = step(policy, policy.init(2, jax.random.PRNGKey(0)), jax.random.PRNGKey(0))
+        assert actions[w].shape == (2, 29) and np.all(np.isfinite(actions[w]))
+        goal = np.asarray(batch.plan.costs.terms["waypoint"].params.position)
+        dist[w] = np.linalg.norm(np.asarray(carry.plan_root)[:, 1:, :2] - goal[:, None], axis=-1)  # [2, H]
+    assert controller_step._cache_size() == 1  # a new weight: the same program
+    guided, free = dist[G.GuidanceConfig().waypoint_weight], dist[0.0]
+    assert np.all(guided < free), (guided, free)
+    assert not np.allclose(actions[0.0], actions[G.GuidanceConfig().waypoint_weight])  # a_t follows the plan
+
+
+@pytest.fixture(scope="module")
+def simulated(tiny_run):
+    """The MJX simulator on a 2-episode waypoint batch cut at 0.1 s (5 control steps), weights 0 and 0.2."""
+    from mimic_jax.control.simulate import MJXSimulator
+    from mimic_jax.diffusion.checkpoint import load_model
+
+    run, lib = tiny_run
+    sim = MJXSimulator(load_model(run)[0], lib)
+    cfg = B.BenchConfig(episodes=2, max_seconds=0.1)
+    batch = B.make_batch("waypoint", cfg, sim.starts(2), lib)
+    return sim, batch, {w: sim(batch, w) for w in (0.0, 0.2)}
+
+
+def test_mjx_simulator_records_the_episodes_from_their_starts(simulated):
+    from mimic_jax.envs import episodes as runner
+
+    sim, batch, recs = simulated
+    rec = recs[0.2]
+    assert batch.steps == 5 and rec.world.body_pos_w.shape == (6, 2, 14, 3) and rec.valid.shape == (6, 2)
+    assert rec.valid.all() and np.all(np.isfinite(rec.world.body_pos_w))
+    assert sim.plans.shape == (6, 2, 9, 3)
+    # Step 0 is the robot at its start frame: clip e mod 2, frame 0, exactly (evaluation config: no reset noise).
+    ref = sim.lib.frame(jnp.array([0, 1]), jnp.zeros(2, jnp.int32))
+    np.testing.assert_allclose(rec.world.body_pos_w[0], ref.body_pos, atol=1e-5)
+    np.testing.assert_allclose(sim.starts(2).origin[:, :2], np.asarray(ref.body_pos)[:, 0, :2], atol=1e-6)
+    assert not np.allclose(rec.world.body_pos_w[-1], rec.world.body_pos_w[0])  # the physics ran
+    assert not np.allclose(recs[0.0].world.joint_pos[-1], rec.world.joint_pos[-1])  # the weight changed the actions
+    program = runner._program(sim.env, 6, runner_record(), sim.observe, False)
+    assert program._cache_size() == 1  # both weights: one MJX program
+
+
+def test_mujoco_c_simulator_plays_the_same_batch(tiny_run, simulated):
+    """The same batch on MuJoCo C (the jitted controller step of the guidance test: no new trace): the same
+    start, the same recorded shapes, and over 0.1 s the same motion to within 1 cm (engines differ)."""
+    from mimic_jax.control.simulate import MuJoCoSimulator
+
+    sim, batch, recs = simulated
+    c_sim = MuJoCoSimulator(sim.model, sim.lib)
+    rec = c_sim(batch, 0.2)
+    assert rec.world.body_pos_w.shape == (6, 2, 14, 3) and rec.valid.all() and c_sim.plans.shape == (6, 2, 9, 3)
+    np.testing.assert_allclose(rec.world.body_pos_w[0], recs[0.2].world.body_pos_w[0], atol=1e-5)
+    moved = np.abs(recs[0.2].world.body_pos_w[-1] - recs[0.2].world.body_pos_w[0]).max()
+    gap = np.abs(rec.world.body_pos_w[-1] - recs[0.2].world.body_pos_w[-1]).max()
+    assert gap < 0.01 and moved > 2 * gap, (gap, moved)
+
+
+def runner_record():
+    from mimic_jax.control.simulate import record_step
+
+    return record_step
+
+
+def test_cli_bench_writes_every_figure_and_the_unguided_row(tiny_run, simulated, tmp_path, capsys):
+    """``bench`` end to end on the simulator's program (same model, clips, episode count and length)."""
+    from mimic_jax.control.__main__ import main
+    from mimic_jax.envs import episodes as runner
+
+    run, _ = tiny_run
+    sim, _, _ = simulated
+    clips = ",".join(str(CLIPS / f"{n}.npz") for n in TINY_MOTIONS)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--task", "waypoint", "--model", str(run), "--motion-set", clips, "--episodes", "2",
+            "--seconds", "0.1", "--weights", "1,2", "--json", str(out), "--plots", str(tmp_path / "plots"), "--sim2sim"]
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "waypoint  (n = 2 episodes)" in printed and "(unguided)" in printed
+    doc = json.loads(out.read_text())
+    rows = doc["tasks"]["waypoint"]["rows"]
+    assert [r["weight"] for r in rows] == pytest.approx([0.0, 0.2, 0.4])
+    for row in rows:
+        assert set(row["figures"]) == {"success", "time_s", "falls"}
+        assert row["figures"]["falls"]["n"] == 2 and row["figures"]["falls"]["value"] == 0.0
+    assert doc["tasks"]["waypoint"]["steps"] == 5 and doc["episodes"] == 2 and doc["max_seconds"] == 0.1
+    assert (tmp_path / "plots" / "waypoint.png").is_file()
+    c_rows = doc["sim2sim"]["tasks"]["waypoint"]["rows"]
+    assert doc["sim2sim"]["simulator"] == "MuJoCo C" and [r["weight"] for r in c_rows] == pytest.approx([0, 0.2, 0.4])
+    assert runner._program(sim.env, 6, runner_record(), sim.observe, False)._cache_size() == 1  # nothing recompiled
+
+
+def test_cli_refuses_a_run_of_another_layout_in_one_line(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from mimic_jax.control.__main__ import main
+
+    run, _ = tiny_run
+    other = tmp_path / "other-run"
+    shutil.copytree(run, other)
+    metas = list(other.glob("checkpoints/*/meta/metadata"))  # Orbax's JSON of the meta item
+    assert metas, list(other.rglob("*"))
+    for path in metas:
+        meta = json.loads(path.read_text())
+        meta["layout"]["parts"] = [["root_pos", 3], ["rest", 84]]
+        path.write_text(json.dumps(meta))
+    cases = {(str(run), "--layout", "joint_pos"): "trained on the body_pos state layout, not joint_pos",
+             (str(other),): "the model was trained on another state layout"}
+    for extra, message in cases.items():
+        assert main(["bench", "--task", "waypoint", "--model", extra[0], *extra[1:]]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_cli_play_writes_the_episode_with_its_task(tiny_run, tmp_path, capsys):
+    """``play`` of one waypoint episode (0.1 s; its own MJX program: one robot) as a PNG still."""
+    from mimic_jax.control.__main__ import main
+    from mimic_jax.motion.viz import RenderError, ensure_gl
+
+    try:
+        ensure_gl()
+    except RenderError as exc:
+        pytest.skip(str(exc))
+    run, _ = tiny_run
+    clips = ",".join(str(CLIPS / f"{n}.npz") for n in TINY_MOTIONS)
+    out = tmp_path / "goal.png"
+    argv = ["play", "--task", "waypoint", "--model", str(run), "--motion-set", clips, "--seconds", "0.1",
+            "--still", str(out), "--still-at", "0.06", "--video-size", "64x48"]
+    assert main(argv) == 0, capsys.readouterr().err
+    from PIL import Image
+
+    assert Image.open(out).size == (64, 48) and f"wrote {out}" in capsys.readouterr().out

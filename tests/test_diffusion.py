@@ -418,5 +418,5 @@ def test_speed_bench_runs_at_tiny_size():
     result = bench.main(["--tiny", "--batch-size", "8", "--steps-per-call", "2", "--calls", "1", "--robots", "2",
                          "--repeats", "2"])
     assert result["training"]["steps"] == 2 and result["training"]["steps_per_s"] > 0
-    assert set(result["sampling"]) == {"guided_2", "unguided_2"}
-    assert all(r["median_ms"] > 0 for r in result["sampling"].values())
+    assert set(result["sampling"]) == {"guided_2", "unguided_2"} and set(result["replan"]) == {"replan_2"}
+    assert all(r["median_ms"] > 0 for r in [*result["sampling"].values(), *result["replan"].values()])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ("01_motions.ipynb", "02_train_eval.ipynb")
+NAMES = ("01_motions.ipynb", "02_train_eval.ipynb", "03_phase2.ipynb")
 
 
 def test_notebooks_are_stored_without_outputs():

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sim2sim", action="store_true", help="also run every protocol in MuJoCo C")
     bench.add_argument("--json", type=Path, help="write the report as JSON")
     bench.add_argument("--plots", type=Path, help="directory for one plot per task (figures against the weight)")
+    bench.add_argument("--seconds", type=float,
+                       help="cut every episode at this length (a quick check; the figures are then not the protocol's)")
     return p
 
 
@@ -139,6 +141,8 @@ def _check_bench(args) -> None:
     if not 1 <= args.episodes <= 100_000:
         raise UsageError(f"--episodes must be in 1..100000, got {args.episodes}")
     _multiples(args.weights)
+    if args.seconds is not None and not 0 < args.seconds <= 600:
+        raise UsageError(f"--seconds must be in (0, 600], got {args.seconds}")
     if args.model is None:
         raise UsageError("bench needs --model (a trained diffusion model directory)")
 
@@ -158,13 +162,111 @@ def _check_model(args) -> dict | None:
 
 
 def _controller(args, card: dict):
-    """The guided diffusion controller of ``card``'s model (needs ``mimic_jax.diffusion``)."""
+    """The guided diffusion controller of ``card``'s model in MJX (a ``control.simulate.MJXSimulator``)."""
     try:
         import mimic_jax.diffusion  # noqa: F401
     except ImportError:
         raise UsageError(f"{args.model}: running a model needs the sampler package mimic_jax.diffusion, which "
                          "this checkout does not have") from None
-    raise UsageError(f"{args.model}: the guided controller is not wired to mimic_jax.diffusion in this version")
+    if "checkpoint" not in card:
+        raise UsageError(f"{args.model}: a card.json alone is no model; give a mimic_jax.diffusion run directory")
+    from mimic_jax.backend import BackendError, resolve_impl
+    from mimic_jax.control.simulate import MJXSimulator
+    from mimic_jax.diffusion.checkpoint import RunError, load_model
+
+    try:
+        impl = resolve_impl(args.impl)
+        model, _ = load_model(card["checkpoint"])
+    except (BackendError, RunError) as exc:
+        raise UsageError(str(exc)) from None
+    return MJXSimulator(model, _library(args.motion_set), impl=impl, seed=args.seed)
+
+
+def _library(text: str):
+    """The motion library of ``--motion-set`` (start poses; inpainting clips)."""
+    from mimic_jax.motion.library import build_library
+    from mimic_jax.motion.sets import MotionSetError, load_motion_set, resolve_motion_set
+
+    try:
+        loaded = load_motion_set(resolve_motion_set(text), progress=sys.stderr.isatty())
+    except MotionSetError as exc:
+        raise UsageError(f"--motion-set: {exc}") from None
+    names = [name for name, _, _ in loaded]
+    return build_library([clip for _, clip, _ in loaded], names)
+
+
+def _bench_config(args):
+    from mimic_jax.control.bench import BenchConfig
+
+    return BenchConfig(episodes=args.episodes, seed=args.seed, weight_multiples=_multiples(args.weights),
+                       max_seconds=args.seconds)
+
+
+def _bench(args, card: dict) -> None:
+    import time
+
+    import jax
+    from tqdm import tqdm
+
+    from mimic_jax.control import bench as B
+
+    from mimic_jax.control.simulate import MuJoCoSimulator
+
+    sim = _controller(args, card)
+    cfg = _bench_config(args)
+    names = [v for t in _tasks(args.task, many=True) for v in B.VARIANTS[t]]
+    total = sum(len(B.weights(name.split("/")[0], cfg)) for name in names)
+
+    def bench_on(simulator, label: str) -> dict:
+        with tqdm(total=total, desc=f"control bench ({label})", unit="run", disable=None) as bar:
+            return B.run(names, simulator, cfg, simulator.starts(cfg.episodes), sim.lib,
+                         progress=lambda name, w: (bar.set_postfix_str(f"{name} w={w:g}"), bar.update(1)))
+
+    t0 = time.perf_counter()
+    report = bench_on(sim, "MJX")
+    print(B.format_table(report))
+    sim2sim = None
+    if args.sim2sim:
+        sim2sim = bench_on(MuJoCoSimulator(sim.model, sim.lib, seed=args.seed, progress=sys.stderr.isatty()),
+                           "MuJoCo C")
+        print("MuJoCo C (sim2sim):\n" + B.format_table(sim2sim))
+    device = jax.devices()[0]
+    doc = {"command": "python -m mimic_jax.control " + " ".join(sys.argv[1:]), "model": str(args.model),
+           "checkpoint": card.get("checkpoint"), "layout": card.get("layout"), "episodes": cfg.episodes,
+           "seed": cfg.seed, "max_seconds": cfg.max_seconds, "simulator": f"MJX ({sim.env.cfg.impl})",
+           "device": f"{device.platform}: {device.device_kind}", "date": time.strftime("%Y-%m-%d %H:%M"),
+           "seconds": round(time.perf_counter() - t0, 1), "tasks": report,
+           **({} if sim2sim is None else {"sim2sim": {"simulator": "MuJoCo C", "tasks": sim2sim}})}
+    if args.json:
+        print(f"wrote {B.write_json(doc, args.json)}")
+    if args.plots:
+        for path in B.plot(report, args.plots):
+            print(f"wrote {path}")
+
+
+def _play(args, card: dict) -> None:
+    import dataclasses
+
+    from mimic_jax.control import draw
+    from mimic_jax.control.play import episode_video, load_commands, play_batch
+
+    sim = _controller(args, card)
+    cfg = _bench_config(argparse.Namespace(episodes=1, seed=args.seed, weights="1", seconds=None))
+    task = _tasks(args.task, many=False)[0]
+    commands = load_commands(args.commands) if args.commands else None
+    batch = play_batch(task, cfg, sim.starts(1), sim.lib, commands=commands, scene_file=args.scene,
+                       seconds=args.seconds)
+    weight = cfg.guidance.weight(task) if args.weight is None else args.weight
+    rec = sim(batch, weight)
+    video = episode_video(batch, rec, 0, plans=sim.plans[:, 0], title=f"{batch.name}, guidance weight {weight:g}")
+    video = dataclasses.replace(video, plans=None if weight == 0 else video.plans)
+    width, height = _size(args.video_size)
+    view = args.view or ("overview" if video.goal is not None else "follow")
+    if args.video:
+        print(f"wrote {draw.write_task_video([video], args.video, width=width, height=height, view=view)}")
+    if args.still:
+        t = min(int(round(args.still_at * 50)), len(video.qpos) - 1)
+        print(f"wrote {draw.still(video, t, args.still, width=width, height=height, view=view)}")
 
 
 def _preview(args) -> None:
@@ -208,7 +310,9 @@ def main(argv=None) -> int:
         if args.command == "play" and args.preview:
             _preview(args)
             return 0
-        _controller(args, card)
+        if args.command == "play" and args.keyboard:
+            raise UsageError("--keyboard: the live viewer is not wired to the controller yet; use --commands FILE")
+        (_play if args.command == "play" else _bench)(args, card)
     except (UsageError, ModelError, SceneError, CommandError, ProtocolError, RenderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

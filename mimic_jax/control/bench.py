@@ -49,6 +49,7 @@ class BenchConfig:
     seed: int = 0
     weight_multiples: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # x the task's default weight; 0 is always run
     success_error_pct: float = 25.0  # joystick: a segment succeeds within this error (ours)
+    max_seconds: float | None = None  # cut every episode here (a quick check: the figures are not the protocol's)
     guidance: G.GuidanceConfig = G.GuidanceConfig()
     perturb: proto.PerturbProtocol = proto.PerturbProtocol()
     joystick: proto.JoystickProtocol = proto.JoystickProtocol()
@@ -97,8 +98,9 @@ def make_batch(name: str, cfg: BenchConfig, start: st.Frame, lib=None) -> TaskBa
         if lib is None:
             raise proto.ProtocolError("inpainting needs a motion set to take its clips from")
         protocol, eps = cfg.inpaint, proto.inpaint(cfg.inpaint, n, seed, lib)
+    steps = int(eps.steps) if cfg.max_seconds is None else min(int(eps.steps), proto.steps_of(cfg.max_seconds))
     return TaskBatch(name=name, task=task, protocol=protocol, episodes=eps, start=start,
-                     plan=G.plan(task, eps, start, cfg.guidance), steps=int(eps.steps))
+                     plan=G.plan(task, eps, start, cfg.guidance), steps=max(1, steps))
 
 
 # -- figures ------------------------------------------------------------------------------------------------------
@@ -154,7 +156,7 @@ def run(names, simulate: Simulator, cfg: BenchConfig, start: st.Frame, lib=None,
             rows.append({"weight": w, "figures": {k: f.to_dict() for k, f in figures(batch, rec, cfg).items()}})
             if progress is not None:
                 progress(name, w)
-        out[name] = {"protocol": _jsonable(dataclasses.asdict(batch.protocol)),
+        out[name] = {"protocol": _jsonable(dataclasses.asdict(batch.protocol)), "steps": batch.steps,
                      "anchors": {k: {"published": a, "target": t} for k, (a, t) in ANCHORS[name].items()},
                      "rows": rows}
     return out

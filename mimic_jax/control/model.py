@@ -3,8 +3,9 @@ cannot use.
 
 The description gives ``layout``, the state representation the model was trained on: either its name, or
 ``{"name", "size", "parts"}`` as ``mimic_jax.diffusion`` checkpoints store it; name, size and parts must be this
-package's layout of that name (``states.LAYOUTS``), else the model reads and predicts other states. Where the
-description is a file, it is ``card.json`` in the model directory.
+package's layout of that name (``states.LAYOUTS``), else the model reads and predicts other states. The
+description is ``card.json`` in the model directory where there is one, else the meta of the latest checkpoint
+of a ``mimic_jax.diffusion`` run (a run directory, its ``checkpoints`` folder or one checkpoint).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def load_card(model_dir) -> dict:
     path = model_dir / CARD
     if not model_dir.is_dir():
         raise ModelError(f"{model_dir}: no such model directory")
+    if not path.exists() and _is_run(model_dir):
+        return _run_card(model_dir)
     try:
         card = json.loads(path.read_text())
     except FileNotFoundError:
@@ -56,6 +59,22 @@ def load_card(model_dir) -> dict:
         raise ModelError(f"{path}: not a JSON model card ({exc})") from None
     layout_of(card, str(path))
     return card
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "checkpoints").is_dir() or path.name == "checkpoints" or path.parent.name == "checkpoints"
+
+
+def _run_card(path: Path) -> dict:
+    """The meta of a diffusion run's latest checkpoint, its layout checked (one line if unusable)."""
+    from mimic_jax.diffusion.checkpoint import RunError, read_meta
+
+    try:
+        meta = read_meta(path)
+    except RunError as exc:
+        raise ModelError(str(exc)) from None
+    layout_of(meta, meta["checkpoint"])
+    return meta
 
 
 def check_layout(card: dict, expected: str | None, where: str = "model") -> str:

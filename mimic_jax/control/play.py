@@ -161,3 +161,45 @@ def episode_video(batch, rec, i: int, plans: np.ndarray | None = None, title: st
 def take_episode(world, i: int, axis: int = 1):
     """Episode ``i`` of batched world states (episodes on ``axis``)."""
     return type(world)(*(np.take(np.asarray(x), i, axis=axis) for x in world))
+
+
+# -- the episode ``play`` runs --------------------------------------------------------------------------------------
+def _segments(commands: np.ndarray) -> np.ndarray:
+    """[S, 2] (first, end) steps of the runs of equal commands [T, 3]."""
+    change = np.flatnonzero(np.any(np.diff(commands, axis=0) != 0, axis=1)) + 1
+    edges = np.concatenate([[0], change, [len(commands)]])
+    return np.stack([edges[:-1], edges[1:]], axis=-1)
+
+
+def play_batch(task: str, cfg, start, lib=None, *, commands: np.ndarray | None = None, scene_file=None,
+               seconds: float | None = None):
+    """The one-episode ``bench.TaskBatch`` that ``play`` runs: the task's protocol (the first episode of
+    ``cfg.seed``; joystick: the fixed sequence), or the commands [T, 3] of a command file, or the goal and
+    obstacles of a scene file (start frame); cut at ``seconds`` if given. ``start``: [1] character frames."""
+    from mimic_jax.control import bench
+    from mimic_jax.control import guidance as G
+
+    task = proto.check_task(task)
+    if commands is not None:
+        segments = _segments(commands)
+        eps = proto.JoystickEpisodes(commands=commands[None], segments=segments,
+                                     segment_commands=commands[segments[:, 0]][None], steps=len(commands))
+        batch = bench.TaskBatch(name="joystick", task=task, protocol=cfg.joystick, episodes=eps, start=start,
+                                plan=G.plan(task, eps, start, cfg.guidance), steps=eps.steps)
+    elif scene_file is not None:
+        scene = episode_scene(task, scene_file=scene_file)
+        goal = np.asarray(scene["goal"], np.float32)[None]
+        if task == "waypoint":
+            protocol, eps = cfg.waypoint, proto.WaypointEpisodes(goal=goal, steps=proto.steps_of(cfg.waypoint.seconds))
+        else:
+            protocol = cfg.obstacles
+            eps = proto.ObstacleEpisodes(goal=goal, obstacles=jax.tree.map(lambda x: np.asarray(x)[None],
+                                                                             scene["obstacles"]),
+                                         steps=proto.steps_of(cfg.obstacles.seconds))
+        batch = bench.TaskBatch(name=task, task=task, protocol=protocol, episodes=eps, start=start,
+                                plan=G.plan(task, eps, start, cfg.guidance), steps=eps.steps)
+    else:
+        batch = bench.make_batch("joystick/fixed" if task == "joystick" else task, cfg, start, lib)
+    if seconds is not None:
+        batch = batch._replace(steps=max(1, proto.steps_of(seconds)))
+    return batch

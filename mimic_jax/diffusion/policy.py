@@ -94,6 +94,7 @@ class DiffusionPolicy:
 
     def step(self, carry: PolicyCarry, obs: dict, key):
         history, carry = self.history(carry, world_states(obs))
+        key = key[0] if key.ndim > 1 else key  # the runner's per-episode keys: the first draws the batch's noise
         action = sample(self.model, history, key, self.guidance).actions[:, 0]
         actions = jnp.concatenate([carry.actions[:, 1:], action[:, None]], axis=1)
         return action, carry._replace(actions=actions)

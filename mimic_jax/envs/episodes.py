@@ -12,6 +12,12 @@ A :class:`Policy` is a pytree (a ``flax.struct`` dataclass: parameters are leave
 the jitted runner compiles once per policy *structure* and is re-used with new parameters. It maps the
 env's observation dict to actions and carries its own state (``()`` when it has none); wrappers (action
 noise, delay) hold an inner policy and nest its carry in theirs.
+
+Options for policies that are not trackers (the guided controller, ``control/simulate.py``), all off by
+default: ``observe(state, ref) -> dict`` adds entries to the observation dict the policy sees (the robot's
+world state, the control step); ``kicks`` [T, N, 3] adds scripted planar root-velocity changes (world frame)
+before the physics of each control step; ``end_on_failure=False`` keeps an episode running through
+terminations and past its clip end (only non-finite physics then ends it; both are still reported).
 """
 
 from __future__ import annotations
@@ -129,7 +135,7 @@ class Policy(Protocol):
 class RecordInput(NamedTuple):
     """What a recorder sees at each control step (batched over the N episodes)."""
 
-    obs: dict  # observations before acting
+    obs: dict  # observations before acting (with the ``observe`` hook's entries)
     action: jax.Array  # [N, 29] the action executed
     policy_carry: Any  # the policy carry after the step
     state: EnvState  # env state after the step (as it was for episodes that had already ended)
@@ -172,7 +178,9 @@ class _StepOut(NamedTuple):
 
 
 def run_episodes(env: TrackingEnv, world: World, policy: Policy, start: Start, steps: int, key,
-                 record: Callable[[RecordInput], Any] | None = None) -> EpisodeBatch:
+                 record: Callable[[RecordInput], Any] | None = None, *,
+                 observe: Callable[[EnvState, RefFrame], dict] | None = None, kicks: jax.Array | None = None,
+                 end_on_failure: bool = True) -> EpisodeBatch:
     """Resets every episode at ``start`` and plays ``steps`` control steps in one ``lax.scan``.
 
     One vmapped per-env function per step (physics, rewards, terminations), as MJX-Warp needs. An episode
@@ -180,10 +188,12 @@ def run_episodes(env: TrackingEnv, world: World, policy: Policy, start: Start, s
     False) from then on; the time limit of training does not apply. ``record(RecordInput) -> pytree`` runs
     inside the scan and must be hashable (a module-level function or a frozen dataclass): the program is
     cached on (env, steps, record) and jit re-uses it for every world, policy and start of the same
-    structure and shapes.
+    structure and shapes. ``observe``, ``kicks`` and ``end_on_failure``: see the module doc (``observe`` is
+    hashable like ``record``, batched: it sees the [N] states and references).
     """
     template = _template(env, int(start.frame.shape[0]))
-    return _program(env, int(steps), record)(world, policy, start, key, template)
+    options = () if observe is None and end_on_failure else (observe, bool(end_on_failure))
+    return _program(env, int(steps), record, *options)(world, policy, start, key, template, kicks)
 
 
 @functools.lru_cache(maxsize=8)
@@ -191,34 +201,43 @@ def _template(env: TrackingEnv, num_envs: int):
     return env.make_data(num_envs)
 
 
+def _kick(state: EnvState, kick) -> EnvState:
+    """One env's root linear velocity changed by ``kick`` [3] (world frame; MuJoCo's free joint)."""
+    return state.replace(data=state.data.replace(qvel=state.data.qvel.at[0:3].add(kick)))
+
+
 @functools.lru_cache(maxsize=16)
-def _program(env: TrackingEnv, steps: int, record):
-    def per_env(m, lib, state: EnvState, action, alive):
-        new, info = env.step(m, lib, state, action)
+def _program(env: TrackingEnv, steps: int, record, observe=None, end_on_failure: bool = True):
+    def per_env(m, lib, state: EnvState, action, alive, kick):
+        new, info = env.step(m, lib, state if kick is None else _kick(state, kick), action)
         return select_state(alive, new, state), info
 
-    def run(world: World, policy, start: Start, key, template) -> EpisodeBatch:
+    def run(world: World, policy, start: Start, key, template, kicks) -> EpisodeBatch:
         n = start.frame.shape[0]
         k_reset, k_policy = jax.random.split(key)
         reset = jax.vmap(env.reset, in_axes=(world.in_axes, None, None, 0, 0, 0, 0, 0))
         first = reset(world.model, world.lib, template, start.motion_id, start.frame, start.bin, world.default_pos,
                       jax.random.split(k_reset, n))
-        step = jax.vmap(per_env, in_axes=(world.in_axes, None, 0, 0, 0))
+        step = jax.vmap(per_env, in_axes=(world.in_axes, None, 0, 0, 0, None if kicks is None else 0))
 
-        def body(c: _Carry, _):
-            action, policy_carry = policy.step(c.policy, c.state.obs, policy_keys(c.state.rng))
-            state, info = step(world.model, world.lib, c.state, action, c.alive)
+        def body(c: _Carry, kick):
+            obs = c.state.obs
+            if observe is not None:
+                obs = {**obs, **observe(c.state, world.lib.frame(c.state.motion_id, c.state.frame))}
+            action, policy_carry = policy.step(c.policy, obs, policy_keys(c.state.rng))
+            state, info = step(world.model, world.lib, c.state, action, c.alive, kick)
             records = None
             if record is not None:
                 ref = world.lib.frame(state.motion_id, state.frame)
-                records = record(RecordInput(obs=c.state.obs, action=action, policy_carry=policy_carry, state=state,
+                records = record(RecordInput(obs=obs, action=action, policy_carry=policy_carry, state=state,
                                              info=info, ref=ref, valid=c.alive))
             out = _StepOut(valid=c.alive, failed=c.alive & info.terminated,
                            terminations={**info.terminations, "nonfinite": info.nonfinite}, records=records)
-            return _Carry(state, policy_carry, c.alive & ~(info.terminated | info.clip_end)), out
+            ended = (info.terminated | info.clip_end) if end_on_failure else info.nonfinite
+            return _Carry(state, policy_carry, c.alive & ~ended), out
 
         init = _Carry(first, policy.init(n, k_policy), jnp.ones(n, bool))
-        _, out = jax.lax.scan(body, init, None, length=steps)
+        _, out = jax.lax.scan(body, init, kicks, length=steps)
         return EpisodeBatch(valid=out.valid, failed=out.failed, terminations=out.terminations, records=out.records,
                             start_qpos=first.data.qpos)
 
