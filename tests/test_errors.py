@@ -169,8 +169,8 @@ def _cli(*args, cache):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("jax-cache")
+def cache():
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]  # the session's (conftest.py)
 
 
 @pytest.fixture(scope="module")

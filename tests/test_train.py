@@ -20,15 +20,20 @@ from mimic_jax.train import main, parse_args
 from test_checkpoint import TINY, standing_clip  # noqa: E402  (tests/ is on sys.path under pytest)
 
 ROOT = Path(__file__).resolve().parents[1]
-# Learnable in 300 tiny iterations: the robot starts on the reference (no reset noise, no pushes), exploration
-# std 0.5 and a small action-rate weight, so that staying up pays from the first iteration (with the published
-# weights an untrained policy's per-step reward is negative and it learns to end episodes early instead).
+# The tiny runs' settings: the robot starts on the reference (no reset noise, no pushes), exploration std 0.5
+# and a small action-rate weight (with the published weights an untrained policy's per-step reward is negative).
 RESET_FIELDS = ("pos_xy", "pos_z", "rot_roll_pitch", "rot_yaw", "lin_vel_xy", "lin_vel_z", "ang_vel_roll_pitch",
                 "ang_vel_yaw", "joint_pos")
 LEARNABLE = [f"env.reset.{k}=0" for k in RESET_FIELDS] + [
     "env.randomization.push.enabled=false", "env.rewards.action_rate_weight=-0.005", "ppo.init_std=0.5"]
 TINY_FLAGS = ["--preset", "demo"] + [x for s in TINY + LEARNABLE for x in ("--set", s)]
-LEARN_ITERATIONS = 300
+STRAIGHT_ITERATIONS = 4
+# No test here claims that the policy learns: at this size (8 environments x 8 steps, 300 iterations = 19k
+# steps) the G1 with self-collisions does not reliably learn to stay up, and whether the figures rise depends
+# on the machine's float rounding (2026-12-02, seven runs of seeds and settings: training episodes -15% to
+# +41% longer, clean survival 53-84 steps after 300 iterations against 58-61 after one; falls per step flat;
+# docs/benchmarks.md). 16+ environments hang JAX 0.10's CPU runtime. Learning is shown by the GPU runs of
+# docs/benchmarks.md and, for the PPO update itself, by tests/test_ppo.py.
 
 
 def test_overrides_are_parsed_by_field_type():
@@ -94,8 +99,8 @@ def _records(run_dir):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("jax-cache")
+def cache():
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]  # the session's (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -130,48 +135,21 @@ def test_cli_run_and_resume(resumed_run, clips, capsys):
 
 
 @pytest.fixture(scope="module")
-def learning_run(clips, cache, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("learn") / "run"
-    done = _cli("--motion-set", clips / "stand.npz", "--iterations", LEARN_ITERATIONS, "--checkpoint-every",
-                LEARN_ITERATIONS, "--out", run_dir, *TINY_FLAGS, cache=cache)
+def straight_run(clips, cache, tmp_path_factory):
+    """The 4 iterations of ``resumed_run`` in one go."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    done = _cli("--motion-set", clips / "stand.npz", "--iterations", STRAIGHT_ITERATIONS, "--checkpoint-every",
+                STRAIGHT_ITERATIONS, "--out", run_dir, *TINY_FLAGS, cache=cache)
     assert done.returncode == 0, done.stderr[-3000:]
     return _records(run_dir), run_dir
 
 
 @pytest.mark.slow
-def test_resume_matches_an_uninterrupted_run(resumed_run, learning_run):
+def test_resume_matches_an_uninterrupted_run(resumed_run, straight_run):
     resumed = _records(resumed_run[0])
     keys = [k for k in resumed[0] if k not in ("wall_s", "perf/env_steps_per_s")]
-    for a, b in zip(resumed, learning_run[0][:4]):
+    assert len(resumed) == len(straight_run[0]) == STRAIGHT_ITERATIONS
+    for a, b in zip(resumed, straight_run[0]):
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
 
 
-def _episode_length(rows) -> float:
-    """Mean length of the training episodes that ended in these iterations (each iteration's mean weighted by
-    its count: iterations in which no episode ended report 0)."""
-    count = np.array([r["episode/count"] for r in rows])
-    return float(np.sum(count * np.array([r["episode/length"] for r in rows])) / np.sum(count))
-
-
-@pytest.mark.slow
-def test_policy_learns_to_stay_up(learning_run, resumed_run, clips):
-    """300 tiny iterations (19k env steps) on a standing clip: the robot survives longer.
-
-    Measured with seed 0 on the dev machine (2026-12-02): training episodes (first vs last 50 iterations)
-    63 -> 84 control steps; the deterministic policy on the clean evaluation of the clip survives 60 steps
-    after iteration 1 and 110 after iteration 300 (the untrained policy falls; at this scale none stands the
-    whole 4 s yet). Reward per step and action std are no evidence here: the first falls as episodes get
-    longer (more time away from the reset state), the second stays at 0.5.
-    """
-    from mimic_jax.evaluation.rollout import mjx_episodes, policy_from_run
-    from mimic_jax.motion.clip import load_clip
-    from mimic_jax.motion.library import build_library
-
-    records, _ = learning_run
-    assert _episode_length(records[-50:]) > 1.15 * _episode_length(records[:50])
-    lib = build_library([load_clip(clips / "stand.npz")], ["stand"])
-    lengths = []
-    for run_dir in (resumed_run[0] / "checkpoints" / "1", learning_run[1]):
-        played = mjx_episodes(policy_from_run(load_run(run_dir)), lib, mode="clean", qpos=False)
-        lengths.append(int(played.length[0]))
-    assert lengths[1] > 1.4 * lengths[0], lengths

@@ -22,16 +22,8 @@ from pathlib import Path
 from mimic_jax.diffusion.config import PRESETS, Config
 from mimic_jax.diffusion.data import DatasetError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(ValueError):
-    """A bad command line; one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+from mimic_jax.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError  # noqa: F401
+from mimic_jax.cli import ArgumentParser as _Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
