@@ -18,6 +18,9 @@ METRICS: tuple[str, ...] = ("mpjpe_global_mm", "mpjpe_local_mm", "joint_pos_erro
                             "anchor_xy_error_mm")
 
 
+TRACKED_MAX_DRIFT_M = 0.5  # "tracked": no termination and the anchor within this of the reference (x, y), m
+
+
 class BodyLayout(NamedTuple):
     """Indices into the tracked-body list."""
 
@@ -92,5 +95,8 @@ def summarize(errors: dict[str, list[float]], success: bool, termination: str, c
            "mean_episode_length_steps": float(steps), "clip_length_s": (clip_frames - 1) * control_dt}
     for name in METRICS:
         out[name] = float(np.mean(errors[name])) if steps else float("nan")
+    drift_m = max(errors["anchor_xy_error_mm"], default=float("-inf")) / 1000.0
+    out["tracked_rate"] = float(success and drift_m <= TRACKED_MAX_DRIFT_M)
+    out["max_drift_m"] = drift_m
     out["terminations"] = {termination: 1} if termination else {}
     return out
