@@ -88,7 +88,7 @@ class LoopResult:
 def _positive(args, *names):
     for name in names:
         value = getattr(args, name)
-        if value is not None and value < (0 if name in ("devices", "processes") else 1):
+        if value is not None and value < (0 if name == "devices" else 1):
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
 
 
