@@ -30,6 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import flax.serialization
 import orbax.checkpoint as ocp
 from jax.sharding import SingleDeviceSharding
 
@@ -38,6 +39,7 @@ from mimic_jax import cli, configs
 from mimic_jax.envs.rewards import RENAMED_FIELDS
 from mimic_jax.motion.library import MotionLibrary, library_fingerprint
 from mimic_jax.ppo.networks import NormalizerState, PPOParams
+from mimic_jax.ppo.placement import host_copy
 from mimic_jax.ppo.trainer import TrainCarry, Trainer, TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -125,10 +127,13 @@ def _manager(directory: Path, keep: int | None = None, read_only: bool = False) 
 
 
 def _policy_item(carry: TrainCarry) -> dict:
-    ts = jax.device_get(carry.train_state)
+    """Parameters and normalizer as nested dicts of numpy arrays (process 0 writes them; a dataclass leaf such
+    as brax's ``UInt64`` count would turn numpy back into device arrays, which a group of processes cannot save)."""
+    ts = carry.train_state
     norm = {f.name: getattr(ts.normalizer, f.name) for f in dataclasses.fields(ts.normalizer)
             if f.metadata.get("pytree_node", True)}
-    return jax.tree.map(np.asarray, {"policy": ts.params.policy, "value": ts.params.value, "normalizer": norm})
+    item = {"policy": ts.params.policy, "value": ts.params.value, "normalizer": norm}
+    return jax.tree.map(host_copy, flax.serialization.to_state_dict(item))
 
 
 # -- save / restore ----------------------------------------------------------------------------------------
@@ -136,6 +141,8 @@ def save_run(run_dir, carry: TrainCarry, trainer_cfg: TrainConfig, meta: dict, *
     """Writes checkpoint ``meta['iteration']`` of ``carry`` under ``run_dir/checkpoints`` (atomic, last ``keep``).
 
     ``meta`` comes from :func:`run_meta`. A step that already exists is left as it is. Returns its directory.
+    With several processes every process calls this with ``trainer.placement.saved(carry)`` (each writes its
+    devices' environments; process 0 the rest).
     """
     directory = Path(run_dir).resolve() / CHECKPOINTS
     step = int(meta["iteration"])
@@ -155,12 +162,26 @@ def save_run(run_dir, carry: TrainCarry, trainer_cfg: TrainConfig, meta: dict, *
 
 
 def remove_partial_writes(run_dir) -> list[Path]:
-    """Deletes the temporary directories of checkpoint writes that never finished (a killed process)."""
+    """Deletes the temporary directories of checkpoint writes that never finished (a killed process); with
+    several processes process 0 deletes them and every process returns the same list."""
+    from mimic_jax.distributed import barrier
+
     folder = Path(run_dir) / CHECKPOINTS
     partial = sorted(folder.glob("*.orbax-checkpoint-tmp*")) if folder.is_dir() else []
-    for path in partial:
-        shutil.rmtree(path)
+    barrier("mimic_jax:listed-partial-writes")
+    if jax.process_index() == 0:
+        for path in partial:
+            shutil.rmtree(path)
+    barrier("mimic_jax:removed-partial-writes")
     return partial
+
+
+def latest_checkpoint(run_dir) -> Path | None:
+    """The newest finished checkpoint directory of a run, from the file system alone (no JAX, no Orbax: the
+    ``--processes`` launcher uses it after its processes ended). Orbax names a step only once it is complete."""
+    folder = Path(run_dir) / CHECKPOINTS
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()] if folder.is_dir() else []
+    return folder / str(max(steps)) if steps else None
 
 
 def discard_after(run_dir, step: int) -> list[int]:
@@ -284,8 +305,13 @@ def check_compatible(meta: dict, lib: MotionLibrary, cfg: TrainConfig | None = N
 
 
 def _abstract_carry(trainer: Trainer) -> TrainCarry:
-    """Shapes, dtypes and device placement of the trainer's carry, without running anything."""
-    return trainer.abstract_carry()
+    """Shapes, dtypes and device placement of the trainer's carry in its saved layout, without running anything."""
+    return trainer.abstract_saved_carry()
+
+
+def _zeros(spec) -> jax.Array:
+    """An empty array in ``spec``'s sharding (one that spans processes too)."""
+    return jax.make_array_from_callback(spec.shape, spec.sharding, lambda index: np.zeros(spec.shape, spec.dtype)[index])
 
 
 def _rebuild(abstract_leaves: list, flat: dict) -> list:
@@ -293,7 +319,7 @@ def _rebuild(abstract_leaves: list, flat: dict) -> list:
     out = []
     for i, spec in enumerate(abstract_leaves):
         if spec.size == 0:
-            out.append(jax.device_put(jnp.zeros(spec.shape, spec.dtype), spec.sharding))
+            out.append(_zeros(spec))
         elif spec.weak_type:
             out.append(jax.device_put(jnp.asarray(np.asarray(flat[f"{i:05d}"]).item()), spec.sharding))
         else:
@@ -314,7 +340,8 @@ def restore_carry(run_dir, trainer: Trainer, step: int | None = None) -> tuple[T
     target = {f"{i:05d}": s for i, s in enumerate(abstract_leaves) if s.size > 0}
     flat = _restore(folder, step, carry=ocp.args.StandardRestore(target)).carry
     treedef = jax.tree_util.tree_structure(abstract)
-    return jax.tree_util.tree_unflatten(treedef, _rebuild(abstract_leaves, flat)), meta
+    saved = jax.tree_util.tree_unflatten(treedef, _rebuild(abstract_leaves, flat))
+    return trainer.placement.from_saved(saved), meta
 
 
 # -- evaluation --------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
     python -m mimic_jax.train --motion-set locomotion_basic             # GPU: full size; CPU: a quick demo
     python -m mimic_jax.train --motion-set walk.npz,run.npz --set ppo.learning_rate=3e-4
     python -m mimic_jax.train --resume runs/locomotion_basic-20260101-120000
+    python -m mimic_jax.train --motion-set locomotion_basic --processes 2   # one process per GPU (fastest)
+    srun --ntasks-per-node=8 --gpus-per-task=1 python -m mimic_jax.train ... --distributed   # several hosts
 
 Outputs in the run directory: ``checkpoints/<iteration>/`` (Orbax), ``metrics.jsonl``, ``tensorboard/`` and
 ``learning_curve.png``. See ``docs/training.md``. Every user error prints one ``error: ...`` line, exit 2.
@@ -13,16 +15,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-from mimic_jax import cli
+from mimic_jax import cli, distributed
 from mimic_jax.checkpoint import (CheckpointError, check_compatible, config_from_dict, config_to_dict,
-                                  discard_after, read_meta, remove_partial_writes, restore_carry, run_meta,
+                                  discard_after, latest_checkpoint, read_meta, remove_partial_writes, restore_carry, run_meta,
                                   save_run)
 from mimic_jax.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError  # noqa: F401
+
+ENV_RUN_DIR_FILE = "MIMIC_JAX_RUN_DIR_FILE"  # where process 0 tells the --processes launcher its run directory
 from mimic_jax.presets import PRESETS, apply_settings
 
 
@@ -39,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--env-steps", type=float, help="total env steps (rounded up to whole iterations)")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", type=Path, help="run directory (default runs/<set>-<YYYYmmdd-HHMMSS>)")
-    p.add_argument("--devices", type=int, help="local devices to use (0: all)")
+    p.add_argument("--devices", type=int, help="local devices one process drives (0: all)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--processes", type=int, help="one process per local GPU, N of them (jax.distributed): "
+                                                      "faster than --devices N with MJX-Warp")
+    group.add_argument("--distributed", action="store_true",
+                       help="this process is one of several started by SLURM srun or with JAX_COORDINATOR_ADDRESS, "
+                            "JAX_NUM_PROCESSES and JAX_PROCESS_ID set (several hosts); see docs/training.md")
     p.add_argument("--iterations-per-call", type=int, help="iterations per jitted call (one log line each)")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
     p.add_argument("--keep", type=int, help="checkpoints to keep (default 5)")
@@ -122,13 +133,15 @@ def _config(args, stored: dict | None, spec):
     cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, impl=_impl(args, stored_impl)))
     if args.num_envs:
         cfg = dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, num_envs=args.num_envs))
-    top = {"seed": args.seed, "num_devices": args.devices, "iterations_per_call": args.iterations_per_call}
+    devices = jax.device_count() if jax.process_count() > 1 else args.devices  # a group uses all its devices
+    top = {"seed": args.seed, "num_devices": devices, "iterations_per_call": args.iterations_per_call}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in top.items() if v is not None})
     cfg = apply_settings(cfg, args.settings)
     resolve_impl(cfg.env.impl)  # also after --set env.impl=warp
-    if cfg.num_devices > len(jax.local_devices()):
-        raise UsageError(f"--devices {cfg.num_devices}: only {len(jax.local_devices())} {backend} device(s) here")
-    _check_layout(cfg, cfg.num_devices or len(jax.local_devices()))
+    visible = len(jax.devices()) if jax.process_count() > 1 else len(jax.local_devices())
+    if cfg.num_devices > visible:
+        raise UsageError(f"--devices {cfg.num_devices}: only {visible} {backend} device(s) here")
+    _check_layout(cfg, cfg.num_devices or visible)
     return cfg, preset
 
 
@@ -152,6 +165,21 @@ def _resolved(spec) -> str:
     return str(spec.source) if spec.source else ",".join(str(e.path.resolve()) for e in spec.entries)
 
 
+def _join(args) -> None:
+    """Joins the process group of ``--processes`` (this is a child) or of ``--distributed`` (another launcher)."""
+    try:
+        distributed.initialize(external=args.distributed)
+    except Exception as exc:  # noqa: BLE001 -- jax.distributed raises RuntimeError/ValueError from its C++ client
+        reason = " ".join(str(exc).split())[:200]
+        raise UsageError(f"--distributed: could not join the process group ({reason})") from None
+
+
+def _processes() -> str:
+    import jax
+
+    return f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line; dotted config flags (``--ppo.learning-rate 3e-4``) join the ``--set`` overrides."""
     parser = build_parser()
@@ -162,21 +190,31 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def plan_run(args):
     """Command line -> (TrainConfig, RunSettings, spec, stored meta or None); raises one-line user errors."""
+    import jax
+
     _positive(args, "num_envs", "iterations", "env_steps", "iterations_per_call", "checkpoint_every", "keep",
               "devices")
+    if jax.process_count() > 1 and args.devices is not None:
+        raise UsageError("--devices with several processes: each process drives its own GPU(s); drop --devices")
     if args.out is not None:
         cli.check_writable(args.out, "--out", kind="directory")
     stored = read_meta(args.resume) if args.resume else None
     text, spec = _motion_set(args, stored)
     cfg, preset = _config(args, stored, spec)
     run = (stored or {}).get("run", {})
+    processes = jax.process_count()
+    if stored is not None and run.get("processes", 1) != processes:
+        flag = f"--processes {run.get('processes', 1)}" if run.get("processes", 1) > 1 else "no --processes"
+        raise UsageError(f"{stored['checkpoint']}: trained by {run.get('processes', 1)} process(es), resumed by "
+                         f"{processes}; resume it with {flag}")
     if stored is not None:
         run_dir = Path(stored["checkpoint"]).parent.parent
         if args.out and args.out.resolve() != run_dir:
             raise UsageError(f"--out {args.out} differs from the resumed run {run_dir}; drop --out")
         cli.check_writable(run_dir, "--resume", kind="directory")
     else:
-        run_dir = (args.out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(distributed.agreed_int(int(time.time()))))
+        run_dir = (args.out or Path("runs") / f"{spec.name}-{stamp}").resolve()
         if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
             raise UsageError(f"{run_dir} already holds checkpoints; continue it with --resume {run_dir}")
         cli.check_writable(run_dir, "--out", kind="directory")
@@ -186,25 +224,23 @@ def plan_run(args):
     iterations = iterations or run.get("iterations") or defaults.iterations
     every = args.checkpoint_every or run.get("checkpoint_every") or defaults.checkpoint_every
     extra = {"preset": preset, "iterations": iterations, "checkpoint_every": every,
-             "motion_set_resolved": _resolved(spec)}
+             "motion_set_resolved": _resolved(spec), "processes": processes}
     settings = RunSettings(run_dir=run_dir, iterations=iterations, checkpoint_every=every,
                            keep=args.keep or run.get("keep") or 5, motion_set=text, extra_meta=extra)
     return cfg, settings, spec, stored
 
 
 def _save(trainer, carry, settings: RunSettings, log) -> Path:
-    import jax
-
-    iteration = int(jax.device_get(carry.train_state.iteration))
+    iteration = int(trainer.local_train_state(carry).iteration)
     meta = run_meta(trainer.lib, settings.motion_set, iteration,
                     iteration * trainer.cfg.ppo.num_envs * trainer.cfg.ppo.unroll_length,
                     run={**settings.extra_meta, "keep": settings.keep}, wall_s=log.wall_s())
-    path = save_run(settings.run_dir, carry, trainer.cfg, meta, keep=settings.keep)
+    path = save_run(settings.run_dir, trainer.placement.saved(carry), trainer.cfg, meta, keep=settings.keep)
     log.plot()
     return path
 
 
-def _savable(carry) -> bool:
+def _savable(trainer, carry) -> bool:
     """The carry still exists (not donated to an unfinished call) and its parameters are finite."""
     import jax
     import numpy as np
@@ -212,15 +248,36 @@ def _savable(carry) -> bool:
     leaves = jax.tree.leaves(carry)
     if any(getattr(x, "is_deleted", lambda: False)() for x in leaves):
         return False
-    return all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(carry.train_state.params)))
+    params = jax.device_get(trainer.local_train_state(carry).params)
+    return all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
 
 
 def train_loop(trainer, carry, settings: RunSettings, log, start: int, last_saved: Path | None = None) -> LoopResult:
     """Runs until ``settings.iterations``; checkpoints every ``checkpoint_every`` and at the end.
 
     Non-finite parameters or an overflowed MJX-Warp buffer stop the run without saving (the last good
-    checkpoint stays); Ctrl-C saves the current state if it is usable.
+    checkpoint stays); Ctrl-C saves the current state if it is usable. With several processes every process
+    runs this loop in step: Ctrl-C is noted and all of them stop, save and return after the same iteration.
     """
+    import jax
+
+    if jax.process_count() > 1:
+        with distributed.StopFlag() as stop:
+            return _loop(trainer, carry, settings, log, start, last_saved, stop)
+    return _loop(trainer, carry, settings, log, start, last_saved, None)
+
+
+def _stopped(trainer, carry, settings, log, iteration, checkpoint) -> LoopResult:
+    """Ctrl-C: saves the current state if it is usable (Ctrl-C is ignored meanwhile)."""
+    if _savable(trainer, carry):
+        log.write("interrupted: saving the current state (Ctrl-C is ignored until it is written)")
+        with cli.ignored_interrupts():
+            checkpoint = _save(trainer, carry, settings, log)
+        iteration = int(Path(checkpoint).name)
+    return LoopResult(carry, iteration, EXIT_INTERRUPTED, checkpoint)
+
+
+def _loop(trainer, carry, settings: RunSettings, log, start: int, last_saved, stop) -> LoopResult:
     import jax
 
     from mimic_jax.ppo.trainer import PhysicsBufferError, check_buffers
@@ -247,13 +304,10 @@ def train_loop(trainer, carry, settings: RunSettings, log, start: int, last_save
                 return LoopResult(carry, iteration, EXIT_FAILED, checkpoint, str(exc))
             if iteration - saved_at >= settings.checkpoint_every or iteration >= settings.iterations:
                 checkpoint, saved_at = _save(trainer, carry, settings, log), iteration
+            if stop is not None and stop.agreed():
+                return _stopped(trainer, carry, settings, log, iteration, checkpoint)
     except KeyboardInterrupt:
-        if _savable(carry):
-            log.write("interrupted: saving the current state (Ctrl-C is ignored until it is written)")
-            with cli.ignored_interrupts():
-                checkpoint = _save(trainer, carry, settings, log)
-            iteration = int(Path(checkpoint).name)
-        return LoopResult(carry, iteration, EXIT_INTERRUPTED, checkpoint)
+        return _stopped(trainer, carry, settings, log, iteration, checkpoint)
     return LoopResult(carry, iteration, EXIT_OK, checkpoint)
 
 
@@ -268,6 +322,12 @@ def _wandb(enabled: bool, cfg, settings: RunSettings):
                       dir=str(settings.run_dir), config=config_to_dict(cfg))
 
 
+def _note(message: str) -> None:
+    """A line on stderr from process 0 only (every process of a group meets the same notes and errors)."""
+    if distributed.process_index() == 0:
+        print(message, file=sys.stderr)
+
+
 def _setup(args):
     """Plans the run, loads the motions, builds the trainer and its state (fresh or restored)."""
     import jax
@@ -277,10 +337,13 @@ def _setup(args):
     from mimic_jax.ppo.trainer import Trainer
 
     cfg, settings, spec, stored = plan_run(args)
+    primary = jax.process_index() == 0
+    if primary and os.environ.get(ENV_RUN_DIR_FILE):  # for the launcher's message if a process dies
+        Path(os.environ[ENV_RUN_DIR_FILE]).write_text(str(settings.run_dir))
     for path in remove_partial_writes(settings.run_dir):
-        print(f"note: removed {path}, a checkpoint write that did not finish", file=sys.stderr)
-    wandb_run = _wandb(args.wandb, cfg, settings)
-    clips = load_motion_set(spec, progress=sys.stderr.isatty())
+        _note(f"note: removed {path}, a checkpoint write that did not finish")
+    wandb_run = _wandb(args.wandb and primary, cfg, settings)
+    clips = load_motion_set(spec, progress=primary and sys.stderr.isatty())
     lib = build_library([c for _, c, _ in clips], [name for name, _, _ in clips])
     if stored is not None:
         check_compatible(stored, lib)  # before building the trainer: a wrong set fails in seconds
@@ -290,8 +353,7 @@ def _setup(args):
         start, wall = int(meta["iteration"]), float(meta.get("wall_s", 0.0))
         later = discard_after(settings.run_dir, start)  # this run goes on from ``start``: later steps are stale
         if later:
-            print(f"note: removed checkpoints {', '.join(map(str, later))}, later than the resumed {start}",
-                  file=sys.stderr)
+            _note(f"note: removed checkpoints {', '.join(map(str, later))}, later than the resumed {start}")
     else:
         carry, start, wall = trainer.init(), 0, 0.0
     jax.block_until_ready(carry)  # donating buffers that are still being written can hang the CPU runtime
@@ -302,41 +364,79 @@ def _report(result: LoopResult, settings: RunSettings, log) -> int:
     resume = f"python -m mimic_jax.train --resume {settings.run_dir}"
     if result.status == EXIT_FAILED:
         kept = (f"last good checkpoint: {result.checkpoint}" if result.checkpoint else "no checkpoint was saved")
-        cli.fail(f"{result.message}; stopped without saving that state ({kept})", EXIT_FAILED)
+        _fail(f"{result.message}; stopped without saving that state ({kept})", EXIT_FAILED)
     elif result.status == EXIT_INTERRUPTED:
         where = f"saved {result.checkpoint}" if result.checkpoint else "nothing new saved"
-        print(f"interrupted at iteration {result.iteration}: {where}; continue with: {resume}", file=sys.stderr)
+        _note(f"interrupted at iteration {result.iteration}: {where}; continue with: {resume}")
     else:
         log.write(f"done: {result.iteration} iterations ({log.wall_s():.0f} s of training in all); "
                   f"run directory {settings.run_dir}")
     return result.status
 
 
+def _fail(exc, code: int = EXIT_USAGE) -> int:
+    """``cli.fail`` on process 0; the others only return the code."""
+    return cli.fail(exc, code) if distributed.process_index() == 0 else code
+
+
+def _launch(args, argv) -> int:
+    """``--processes N``: this process starts N copies of the command (one per GPU) and waits for them; if one
+    dies, the others are stopped and one line says where the run can continue."""
+    import tempfile
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory(prefix="mimic_jax-") as tmp:
+        run_file = Path(tmp) / "run_dir"
+        try:
+            outcome = distributed.supervise([sys.executable, "-m", "mimic_jax.train", *argv], args.processes,
+                                            extra_env={ENV_RUN_DIR_FILE: str(run_file)})
+        except ValueError as exc:  # fewer GPUs than processes
+            return cli.fail(exc)
+        run_dir = Path(run_file.read_text()) if run_file.is_file() else None
+    i = outcome.first_failed
+    if i is None or (outcome.codes[i] in (EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED) and i == 0):
+        return outcome.code  # done, or process 0 has said why
+    kept = latest_checkpoint(run_dir) if run_dir else None
+    where = (f"last good checkpoint {kept}; continue with: python -m mimic_jax.train --resume {run_dir} "
+             f"--processes {args.processes}" if kept else "no checkpoint was saved")
+    return cli.fail(f"process {i} of {args.processes} stopped ({outcome.describe(i)}); stopped the others; {where}",
+                    EXIT_FAILED)
+
+
 def main(argv=None) -> int:
-    """Entry point; returns the exit code (0 done, 1 NaN parameters or Warp overflow, 2 user error, 130 Ctrl-C)."""
-    from mimic_jax.training_log import TrainingLog
+    """Entry point; returns the exit code (0 done, 1 NaN parameters, Warp overflow or a lost process, 2 user error,
+    130 Ctrl-C)."""
+    from mimic_jax.training_log import SilentLog, TrainingLog
 
     try:
         args = parse_args(argv)
+        _positive(args, "processes")
+        if args.processes and args.processes > 1 and not distributed.is_child():
+            if args.devices is not None:
+                raise UsageError("--devices with --processes: each process drives one GPU; drop --devices")
+            return _launch(args, argv)
+        _join(args)
         trainer, carry, settings, stored, (start, wall, wandb_run) = _setup(args)
     except (ValueError, CheckpointError) as exc:  # MotionSetError, CheckpointError, SettingError, UsageError
-        return cli.fail(exc)
+        return _fail(exc)
     except OSError as exc:  # a run directory that cannot be written after all
-        return cli.fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         cli.close_progress_bars()
-        print("interrupted before training started; nothing saved", file=sys.stderr)
+        _note("interrupted before training started; nothing saved")
         return EXIT_INTERRUPTED
     cfg = trainer.cfg
-    log = TrainingLog(settings.run_dir, start_iteration=start, total_iterations=settings.iterations,
-                      env_steps_per_iteration=cfg.ppo.num_envs * cfg.ppo.unroll_length, wall_offset=wall,
-                      wandb_run=wandb_run)
+    sink = TrainingLog if distributed.process_index() == 0 else SilentLog
+    log = sink(settings.run_dir, start_iteration=start, total_iterations=settings.iterations,
+               env_steps_per_iteration=cfg.ppo.num_envs * cfg.ppo.unroll_length, wall_offset=wall,
+               wandb_run=wandb_run)
     preset = settings.extra_meta["preset"]
     if preset in PRESETS:
         log.write(f"preset {preset}: {PRESETS[preset].summary}")
     log.write(f"{'resuming' if stored else 'starting'} {settings.run_dir}: {cfg.ppo.num_envs} envs x "
               f"{cfg.ppo.unroll_length} steps, MLPs {cfg.ppo.hidden_sizes}, impl {cfg.env.impl} on "
-              f"{len(trainer.devices)} {trainer.devices[0].platform} device(s), {trainer.lib.num_motions} clips, "
+              f"{len(trainer.devices)} {trainer.devices[0].platform} device(s){_processes()}, "
+              f"{trainer.lib.num_motions} clips, "
               f"iterations {start} -> {settings.iterations}; the first call compiles (1-3 min on a CPU)")
     try:
         result = train_loop(trainer, carry, settings, log, start, Path(stored["checkpoint"]) if stored else None)

@@ -116,6 +116,29 @@ class TrainingLog:
         self.writer.close()
 
 
+class SilentLog:
+    """The log of processes other than 0 in a group: same interface, writes nothing (process 0 logs the run)."""
+
+    def __init__(self, run_dir, *, start_iteration: int, wall_offset: float = 0.0, **_):
+        self.wall_offset = wall_offset
+        self.t_start = time.monotonic()
+
+    def wall_s(self) -> float:
+        return self.wall_offset + time.monotonic() - self.t_start
+
+    def log(self, *args, **kwargs) -> dict:
+        return {}
+
+    def write(self, message: str) -> None:
+        pass
+
+    def plot(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def plot_learning_curve(records: list[dict], path: Path) -> Path:
     """Two rows of curves (x = env steps, x = wall time), written atomically to ``path``."""
     import matplotlib

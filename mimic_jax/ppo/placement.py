@@ -6,6 +6,11 @@ that device); the environments are one ``BatchState`` per local device, committe
 on the first local device. A rollout on device i gives per-device arrays that :meth:`Placement.sharded`
 joins into one array sharded over the mesh, the input of the SPMD learner step.
 
+Saved layout (:meth:`Placement.saved`): with several processes no process holds the whole carry, so a
+checkpoint stores the environments as one array per leaf with a leading device axis, sharded over the mesh
+(each process writes its own devices' part) and the host key replicated; with one process the carry is saved
+as it is.
+
 The trainer, the checkpoint restore (:meth:`Placement.abstract_carry`) and the training CLI use this
 module instead of rebuilding the layout themselves.
 """
@@ -56,8 +61,12 @@ class Placement:
     def replicated(self, per_device):
         """This process's per-device copies of one value -> one replicated array over all devices."""
         sharding = NamedSharding(self.mesh, P())
-        return jax.tree.map(lambda *xs: jax.make_array_from_single_device_arrays(xs[0].shape, sharding, list(xs)),
-                            *per_device)
+
+        def join(*xs):
+            if isinstance(xs[0], jax.core.Tracer):  # under jax.eval_shape (abstract_carry): shapes are enough
+                return xs[0]
+            return jax.make_array_from_single_device_arrays(xs[0].shape, sharding, list(xs))
+        return jax.tree.map(join, *per_device)
 
     def sharded(self, per_device, axis: int):
         """This process's per-device arrays -> one array over all devices, sharded along ``axis``."""
@@ -83,6 +92,47 @@ class Placement:
         envs = tuple(jax.tree.map(place(SingleDeviceSharding(d)), e) for e, d in zip(shapes.envs, self.local_devices))
         return shapes.replace(train_state=jax.tree.map(place(self.learner_sharding()), shapes.train_state), envs=envs,
                               key=jax.tree.map(place(SingleDeviceSharding(self.first)), shapes.key))
+
+    # -- the layout of a checkpoint ---------------------------------------------------------------------
+    @staticmethod
+    def spans_processes() -> bool:
+        return jax.process_count() > 1
+
+    def saved(self, carry):
+        """The carry in its saved layout (see the module docstring)."""
+        if not self.spans_processes():
+            return carry
+        stacked = self.sharded([jax.tree.map(lambda x: x[None], e) for e in carry.envs], axis=0)
+        return carry.replace(envs=(stacked,), key=self.replicate(carry.key))
+
+    def from_saved(self, saved):
+        """The saved layout -> the carry this process trains with (its devices' environments, its key)."""
+        if not self.spans_processes():
+            return saved
+        envs = tuple(jax.tree.map(lambda x: on_device(x, d)[0], saved.envs[0]) for d in self.local_devices)
+        return saved.replace(envs=envs, key=self.local(saved.key))
+
+    def abstract_saved(self, shapes):
+        """Shapes, dtypes and shardings of a carry (from :meth:`abstract_carry`) in its saved layout."""
+        if not self.spans_processes():
+            return shapes
+        n = len(self.devices)
+
+        def stack(s):
+            spec = P(AXIS, *([None] * len(s.shape)))
+            return jax.ShapeDtypeStruct((n, *s.shape), s.dtype, sharding=NamedSharding(self.mesh, spec),
+                                        weak_type=s.weak_type)
+
+        key = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=NamedSharding(self.mesh, P()),
+                                                          weak_type=s.weak_type), shapes.key)
+        return shapes.replace(envs=(jax.tree.map(stack, shapes.envs[0]),), key=key)
+
+
+def host_copy(x):
+    """A numpy copy of ``x``; for an array replicated over processes, this process's copy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        x = x.addressable_shards[0].data
+    return np.asarray(jax.device_get(x))
 
 
 def fresh(x, device) -> jax.Array:

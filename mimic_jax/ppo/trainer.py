@@ -176,6 +176,10 @@ class Trainer:
         """Shapes, dtypes and device placement of the carry ``init`` makes, without running anything."""
         return self.placement.abstract_carry(jax.eval_shape(self.init))
 
+    def abstract_saved_carry(self) -> TrainCarry:
+        """The same in the layout a checkpoint stores (``Placement.saved``: differs with several processes)."""
+        return self.placement.abstract_saved(self.abstract_carry())
+
 
 class PhysicsBufferError(RuntimeError):
     """MJX-Warp ran out of its contact or constraint buffer: results would be silently wrong."""
