@@ -80,7 +80,7 @@ def initialize(external: bool = False) -> bool:
     return True
 
 
-initialize_from_env = initialize  # the earlier name (experiments/bench_train.py, tests/multiprocess_check.py)
+initialize_from_env = initialize  # the earlier name (experiments/bench_train.py)
 
 
 def _free_port() -> int:
