@@ -220,7 +220,30 @@ def _restore(folder: Path, step: int, **items):
                 return mngr.restore(step, args=ocp.args.Composite(**items))
         except Exception as exc:  # noqa: BLE001 -- Orbax and TensorStore raise bare Exceptions for damaged files
             sys.stderr = quiet  # reads still in flight keep finishing into the closed loop until the process ends
+            _drop_orphaned_reads()
             raise CheckpointError(_unreadable(folder, step, exc, [s for s in steps if s != step])) from None
+
+
+def _drop_orphaned_reads() -> None:
+    """Silence the 'Exception ignored in: <coroutine ...>' reports of Orbax reads a failed restore left behind.
+
+    The other array reads of the damaged checkpoint are coroutines that never get awaited once the first
+    one failed; when they are collected (at any moment until the process ends) Python reports each through
+    ``sys.unraisablehook`` with its full TensorStore spec (thousands of lines). Only coroutines whose code
+    lives in Orbax are dropped; every other unraisable exception still reaches the previous hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_mimic_jax_orphans", False):
+        return
+
+    def hook(unraisable):
+        code = getattr(unraisable.object, "cr_code", None)
+        if code is not None and "orbax" in code.co_filename:
+            return
+        previous(unraisable)
+
+    hook._mimic_jax_orphans = True
+    sys.unraisablehook = hook
 
 
 class _ClosedLoopFilter(io.TextIOBase):
