@@ -97,24 +97,29 @@ def _history(cfg: Config, robots: int, key) -> History:
                    actions=0.3 * jax.random.normal(k2, (robots, n, 29)), frame=frame)
 
 
-def bench_sampling(cfg: Config, robots: list[int], repeats: int) -> dict:
+def bench_sampling(cfg: Config, robots: list[int], repeats: int, unrolls: list[int] = (1,),
+                   guided_only: bool = False) -> dict:
     data = _fake_data(cfg, jax.random.PRNGKey(1))
     state = init_state(cfg, jax.random.PRNGKey(0))
     model = DiffusionModel(params=state.params, normalizer=_normalizer(cfg, data),
                            schedule=make_schedule(cfg.diffusion), cfg=cfg)
     guidance = make_guidance(joystick_cost, jnp.array([0.5, 0.0]), 0.1, cfg.diffusion.levels)
     out = {}
-    for n in robots:
+    for n, unroll in ((n, u) for n in robots for u in unrolls):
         history = _history(cfg, n, jax.random.PRNGKey(n))
-        for name, g in (("guided", guidance), ("unguided", None)):
-            jax.block_until_ready(sample(model, history, jax.random.PRNGKey(0), g))
+        for name, g in (("guided", guidance), ("unguided", None))[: 1 if guided_only else 2]:
+            t0 = time.perf_counter()
+            jax.block_until_ready(sample(model, history, jax.random.PRNGKey(0), g, unroll=unroll))
+            first = time.perf_counter() - t0
             times = []
             for i in range(repeats):
                 t0 = time.perf_counter()
-                jax.block_until_ready(sample(model, history, jax.random.PRNGKey(i), g))
+                jax.block_until_ready(sample(model, history, jax.random.PRNGKey(i), g, unroll=unroll))
                 times.append(time.perf_counter() - t0)
-            out[f"{name}_{n}"] = {"robots": n, "guided": g is not None, "median_ms": 1e3 * statistics.median(times),
-                                  "p90_ms": 1e3 * float(np.percentile(times, 90))}
+            key = f"{name}_{n}" if len(unrolls) == 1 else f"{name}_{n}_unroll{unroll}"
+            out[key] = {"robots": n, "guided": g is not None, "unroll": unroll, "first_call_s": round(first, 2),
+                        "median_ms": 1e3 * statistics.median(times), "p90_ms": 1e3 * float(np.percentile(times, 90))}
+            print(json.dumps({key: out[key]}), file=sys.stderr, flush=True)  # a cut-short run keeps what it had
     return out
 
 
@@ -175,17 +180,25 @@ def main(argv=None) -> dict:
     p.add_argument("--robots", type=int, nargs="+", default=[1, 1024])
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--json", help="also write the result here")
-    p.add_argument("--only", choices=("all", "replan"), default="all",
-                   help="replan: only the guided controller step (no training or bare sampling figures)")
+    p.add_argument("--unroll", type=int, nargs="+",
+                   help="denoising steps per loop iteration of the sampler, one figure each (default 1)")
+    p.add_argument("--guided-only", action="store_true", help="no unguided sampling figures")
+    p.add_argument("--only", choices=("all", "replan", "model"), default="all",
+                   help="replan: only the guided controller step; model: training and bare sampling only "
+                        "(no MuJoCo needed)")
     args = p.parse_args(argv)
     cfg = _config(args)
     device = jax.devices()[0]
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": f"{device.platform}: {device.device_kind}",
               "host": platform.node(), "jax": jax.__version__, "levels": cfg.diffusion.levels,
-              "model": dataclasses.asdict(cfg.model), "batch_size": cfg.train.batch_size,
-              "replan": bench_replan(cfg, args.robots, args.repeats)}
-    if args.only == "all":
-        result.update(training=bench_training(cfg, args.calls), sampling=bench_sampling(cfg, args.robots, args.repeats))
+              "model": dataclasses.asdict(cfg.model), "batch_size": cfg.train.batch_size}
+    if args.only != "model":
+        result["replan"] = bench_replan(cfg, args.robots, args.repeats)
+    if args.only != "replan":
+        result["training"] = bench_training(cfg, args.calls)
+        print(json.dumps({"training": result["training"]}), file=sys.stderr, flush=True)
+        result["sampling"] = bench_sampling(cfg, args.robots, args.repeats, args.unroll or [1],
+                                            args.guided_only)
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:

@@ -3,6 +3,8 @@
 # Wheels as in docs/benchmarks.md, "Reproducing" (plus dacite), installed into /tmp/site; writes under $OUT.
 #
 #   bash experiments/diffusion_gpu.sh bench                # speed: fp32 and bf16, batch 512, 1 and 1024 robots
+#   bash experiments/diffusion_gpu.sh model                # speed without MuJoCo (no wheels): the sampler's
+#                                                          # loop rolled and unrolled, training fp32 and bf16
 #   bash experiments/diffusion_gpu.sh bench_h32            # the same in bf16 with DC's horizon H = 32
 #   DATA=DIR bash experiments/diffusion_gpu.sh fp32        # the published model on a collected dataset, float32
 #   DATA=DIR bash experiments/diffusion_gpu.sh bf16        # the same run in bfloat16, then both loss curves
@@ -36,6 +38,12 @@ bench)
   python experiments/bench_diffusion.py --bf16 --robots 1 1024 --batch-size 512 \
     --json "$OUT/bench_diffusion_bf16.json"
   ;;
+model)
+  python experiments/bench_diffusion.py --only model --bf16 --calls 2 --robots 1 1024 --unroll 20 1 --guided-only \
+    --repeats 30 --json "$OUT/bench_diffusion_model_bf16.json"
+  python experiments/bench_diffusion.py --only model --calls 2 --robots 1 --unroll 20 1 --guided-only \
+    --repeats 30 --json "$OUT/bench_diffusion_model_fp32.json"
+  ;;
 bench_h32)
   python experiments/bench_diffusion.py --bf16 --horizon 32 --robots 1 1024 --batch-size 512 \
     --json "$OUT/bench_diffusion_bf16_h32.json"
@@ -49,5 +57,5 @@ bf16)
   fi
   ;;
 joint_pos) train diffusion_joint_pos --bf16 --representation joint_pos ;;
-*) echo "error: unknown stage '$1' (bench, bench_h32, fp32, bf16, joint_pos)" >&2; exit 2 ;;
+*) echo "error: unknown stage '$1' (bench, model, bench_h32, fp32, bf16, joint_pos)" >&2; exit 2 ;;
 esac

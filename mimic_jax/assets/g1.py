@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections import deque
+from typing import TYPE_CHECKING
 
-import mujoco
 import numpy as np
 
 from mimic_jax.assets.build_g1 import (FACTS_PATH, FLOOR_BIT, FOOT_GEOM, KNEES_BENT, KNEES_BENT_Z, SCENE_XML,
                                        load_facts, motor_table)
+
+if TYPE_CHECKING:  # MuJoCo is imported where a model is loaded: the name tables (and the diffusion model,
+    import mujoco  # which uses only them) work without it
 
 _FACTS = load_facts(FACTS_PATH)
 
@@ -110,6 +113,8 @@ def load_model(*, collisions: str = "self") -> mujoco.MjModel:
     """
     if collisions not in COLLISION_MODES:
         raise ValueError(f"collisions must be one of {', '.join(COLLISION_MODES)}, not {collisions!r}")
+    import mujoco
+
     model = mujoco.MjModel.from_xml_path(str(SCENE_XML))
     for g in range(model.ngeom):
         name = model.geom(g).name
@@ -122,6 +127,8 @@ def load_model(*, collisions: str = "self") -> mujoco.MjModel:
 
 
 def body_ids(model: mujoco.MjModel, names) -> np.ndarray:
+    import mujoco
+
     return np.array([mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in names], dtype=np.int32)
 
 

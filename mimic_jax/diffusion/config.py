@@ -57,7 +57,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     warmup_steps: int = 10_000
     # Not published in steps; 80k steps is our guess for the "good enough in <= 15 minutes on an H200"
-    # target at ~10 ms per bf16 step (phase2 reference); to be confirmed on the GPU.
+    # target at ~10 ms per bf16 step (phase2 reference; we measured 11.4 ms on an H200, docs/phase2.md).
     steps: int = 80_000
     grad_clip: float = 1.0  # global-norm clipping (not published; a common transformer default)
     ema_power: float = 0.75  # EMA decay 1 - (1 + step)^-power, capped (BeyondMimic v4)

@@ -64,6 +64,27 @@ def interleave(states, actions):
     return jnp.stack([states, actions], axis=2).reshape(b, 2 * s, w)
 
 
+class LevelEmbed(nn.Module):
+    """A learned embedding of the noise level 0 .. K, looked up as one-hot @ table.
+
+    The same parameter (``embedding`` [K + 1, width], ``nn.Embed``'s initializer) and the same values as
+    ``nn.Embed``, but its gradient is a small matrix product instead of a scatter-add of every token's
+    gradient into K + 1 rows: in bfloat16 that scatter accumulated thousands of updates per row in bf16
+    (lossy) and made a training step on the H200 about 6x slower than in float32 (docs/phase2.md).
+    """
+
+    levels: int  # K: levels 0 .. K
+    width: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, levels):
+        table = self.param("embedding", nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0),
+                           (self.levels + 1, self.width))
+        one_hot = jax.nn.one_hot(levels, self.levels + 1, dtype=self.dtype)
+        return jnp.dot(one_hot, table.astype(self.dtype), precision=jax.lax.Precision.HIGHEST)
+
+
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: masked self-attention, then a GELU MLP."""
 
@@ -96,7 +117,7 @@ class Denoiser(nn.Module):
         cfg, dtype = self.cfg, _DTYPES[self.cfg.compute_dtype]
         steps = states.shape[1]
         dense = lambda n, name: nn.Dense(n, dtype=dtype, name=name)  # noqa: E731
-        embed = lambda name: nn.Embed(self.levels + 1, cfg.width, dtype=dtype, name=name)  # noqa: E731
+        embed = lambda name: LevelEmbed(self.levels, cfg.width, dtype=dtype, name=name)  # noqa: E731
         s = dense(cfg.width, "state_in")(states) + embed("state_level")(state_levels)
         a = dense(cfg.width, "action_in")(actions) + embed("action_level")(action_levels)
         position = self.param("position", nn.initializers.normal(0.02), (2 * steps, cfg.width))
