@@ -11,3 +11,16 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
     os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"mimic-jax-test-xla-cache-{run_id}")
+
+# The slowest test files first (measured CPU time, heaviest first; the rest keep their order): with
+# --no-loadscope-reorder (pyproject.toml) pytest-xdist's --dist loadfile hands files out in collection order,
+# so a heavy file no longer starts last and runs alone while the other worker idles (the two-process CLI
+# tests did that, being a file of few tests, which xdist's default order puts last: about 4 minutes).
+HEAVY_FIRST = ("test_processes.py", "test_notebooks.py", "test_eval.py", "test_errors.py", "test_train.py",
+               "test_multidevice.py", "test_env.py", "test_control.py", "test_diffusion.py", "test_ppo.py",
+               "test_collect.py", "test_mismatch.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep their order in a file
