@@ -16,8 +16,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 # --no-loadscope-reorder (pyproject.toml) pytest-xdist's --dist loadfile hands files out in collection order,
 # so a heavy file no longer starts last and runs alone while the other worker idles (the two-process CLI
 # tests did that, being a file of few tests, which xdist's default order puts last: about 4 minutes).
-HEAVY_FIRST = ("test_processes.py", "test_notebooks.py", "test_eval.py", "test_errors.py", "test_train.py",
-               "test_multidevice.py", "test_env.py", "test_control.py", "test_diffusion.py", "test_ppo.py",
+# test_train's first run is test_errors' run (the same command): apart, the later one reads the compiled
+# programs from the shared cache instead of compiling them at the same time on the other worker.
+HEAVY_FIRST = ("test_processes.py", "test_notebooks.py", "test_eval.py", "test_errors.py", "test_multidevice.py",
+               "test_env.py", "test_control.py", "test_diffusion.py", "test_train.py", "test_ppo.py",
                "test_collect.py", "test_mismatch.py")
 
 

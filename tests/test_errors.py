@@ -20,11 +20,13 @@ from mimic_jax import motions, train
 from mimic_jax.checkpoint import CheckpointError, config_from_dict
 from mimic_jax.motion.clip import save_clip
 
-from test_checkpoint import TINY, standing_clip, tiny_config  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_checkpoint import standing_clip, tiny_config  # noqa: E402  (tests/ is on sys.path under pytest)
 from test_formats import trajectory, write_beyondmimic, write_csv  # noqa: E402
+# test_train's settings: the tiny run below is then test_train's first run, the same programs, which the later
+# of the two reads from the session's compilation cache (conftest.py runs this file well before test_train).
+from test_train import TINY_FLAGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_FLAGS = ["--preset", "demo"] + [x for s in TINY for x in ("--set", s)]
 
 
 def screen_lines(text: str) -> list[str]:
