@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import logging
 import shutil
 import sys
 import threading
@@ -232,6 +233,8 @@ def _drop_orphaned_reads() -> None:
     ``sys.unraisablehook`` with its full TensorStore spec (thousands of lines). Only coroutines whose code
     lives in Orbax are dropped; every other unraisable exception still reaches the previous hook.
     """
+    if not any(isinstance(f, _OrphanedTaskFilter) for f in logging.getLogger("asyncio").filters):
+        logging.getLogger("asyncio").addFilter(_OrphanedTaskFilter())  # the same reads as asyncio Tasks
     previous = sys.unraisablehook
     if getattr(previous, "_mimic_jax_orphans", False):
         return
@@ -244,6 +247,14 @@ def _drop_orphaned_reads() -> None:
 
     hook._mimic_jax_orphans = True
     sys.unraisablehook = hook
+
+
+class _OrphanedTaskFilter(logging.Filter):
+    """Drops asyncio's 'Task exception was never retrieved' records of Orbax's reads (same cause as above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Task exception was never retrieved") and "orbax" in text)
 
 
 class _ClosedLoopFilter(io.TextIOBase):

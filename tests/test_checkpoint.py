@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import os
 import signal
 import time
@@ -245,3 +246,15 @@ def test_failed_restore_silences_only_orbax_orphaned_reads(monkeypatch):
                                                  exc_traceback=None, err_msg=None))
         coro.close()
     assert [u.object for u in seen] == [other]
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("asyncio")
+    log.addHandler(handler)
+    try:
+        log.error("Task exception was never retrieved\nfuture: <Task coro=<async_deserialize() defined at "
+                  "/site-packages/orbax/checkpoint/_src/serialization/serialization.py:394>>")
+        log.error("Task exception was never retrieved\nfuture: <Task coro=<ours()>>")
+    finally:
+        log.removeHandler(handler)
+    assert [r.getMessage().split("<Task coro=<")[1] for r in records] == ["ours()>>"]
