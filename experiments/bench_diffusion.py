@@ -97,28 +97,40 @@ def _history(cfg: Config, robots: int, key) -> History:
                    actions=0.3 * jax.random.normal(k2, (robots, n, 29)), frame=frame)
 
 
+def _random_model(cfg: Config) -> DiffusionModel:
+    """Random weights, and a normalizer fitted to random data of the real shapes."""
+    data = _fake_data(cfg, jax.random.PRNGKey(1))
+    return DiffusionModel(params=init_state(cfg, jax.random.PRNGKey(0)).params, normalizer=_normalizer(cfg, data),
+                          schedule=make_schedule(cfg.diffusion), cfg=cfg)
+
+
+def _latency(run, warmup, inputs) -> dict:
+    """``run(warmup)`` once (compilation: ``first_call_s``), then ``run(x)`` for each input, each waited for."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(warmup))
+    first = time.perf_counter() - t0
+    times = []
+    for x in inputs:
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(x))
+        times.append(time.perf_counter() - t0)
+    return {"first_call_s": round(first, 2), "median_ms": 1e3 * statistics.median(times),
+            "p90_ms": 1e3 * float(np.percentile(times, 90))}
+
+
 def bench_sampling(cfg: Config, robots: list[int], repeats: int, unrolls: list[int] = (1,),
                    guided_only: bool = False) -> dict:
-    data = _fake_data(cfg, jax.random.PRNGKey(1))
-    state = init_state(cfg, jax.random.PRNGKey(0))
-    model = DiffusionModel(params=state.params, normalizer=_normalizer(cfg, data),
-                           schedule=make_schedule(cfg.diffusion), cfg=cfg)
+    model = _random_model(cfg)
     guidance = make_guidance(joystick_cost, jnp.array([0.5, 0.0]), 0.1, cfg.diffusion.levels)
+    keys = [jax.random.PRNGKey(i) for i in range(repeats)]
     out = {}
     for n, unroll in ((n, u) for n in robots for u in unrolls):
         history = _history(cfg, n, jax.random.PRNGKey(n))
         for name, g in (("guided", guidance), ("unguided", None))[: 1 if guided_only else 2]:
-            t0 = time.perf_counter()
-            jax.block_until_ready(sample(model, history, jax.random.PRNGKey(0), g, unroll=unroll))
-            first = time.perf_counter() - t0
-            times = []
-            for i in range(repeats):
-                t0 = time.perf_counter()
-                jax.block_until_ready(sample(model, history, jax.random.PRNGKey(i), g, unroll=unroll))
-                times.append(time.perf_counter() - t0)
+            run = lambda key, g=g, unroll=unroll: sample(model, history, key, g, unroll=unroll)  # noqa: E731
             key = f"{name}_{n}" if len(unrolls) == 1 else f"{name}_{n}_unroll{unroll}"
-            out[key] = {"robots": n, "guided": g is not None, "unroll": unroll, "first_call_s": round(first, 2),
-                        "median_ms": 1e3 * statistics.median(times), "p90_ms": 1e3 * float(np.percentile(times, 90))}
+            out[key] = {"robots": n, "guided": g is not None, "unroll": unroll,
+                        **_latency(run, jax.random.PRNGKey(0), keys)}
             print(json.dumps({key: out[key]}), file=sys.stderr, flush=True)  # a cut-short run keeps what it had
     return out
 
@@ -145,10 +157,7 @@ def bench_replan(cfg: Config, robots: list[int], repeats: int) -> dict:
     from mimic_jax.control import protocols as proto
     from mimic_jax.control.simulate import GuidedController
 
-    data = _fake_data(cfg, jax.random.PRNGKey(1))
-    state = init_state(cfg, jax.random.PRNGKey(0))
-    model = DiffusionModel(params=state.params, normalizer=_normalizer(cfg, data),
-                           schedule=make_schedule(cfg.diffusion), cfg=cfg)
+    model = _random_model(cfg)
     step = jax.jit(lambda policy, carry, obs, key: policy.step(carry, obs, key))
     out = {}
     for n in robots:
@@ -156,16 +165,10 @@ def bench_replan(cfg: Config, robots: list[int], repeats: int) -> dict:
         plan = G.plan("joystick", proto.joystick(proto.JoystickProtocol(), n, 0), start)
         policy = GuidedController(model=model, plan=plan, weight=jnp.float32(G.GuidanceConfig().joystick_weight))
         carry, obs = policy.init(n, jax.random.PRNGKey(0)), _standing_obs(n)
-        keys = jax.random.split(jax.random.PRNGKey(2), n)
-        jax.block_until_ready(step(policy, carry, obs, keys))
-        times = []
-        for i in range(repeats):
-            keys = jax.random.split(jax.random.PRNGKey(i), n)
-            t0 = time.perf_counter()
-            jax.block_until_ready(step(policy, carry, obs, keys))
-            times.append(time.perf_counter() - t0)
-        out[f"replan_{n}"] = {"robots": n, "guided": True, "median_ms": 1e3 * statistics.median(times),
-                              "p90_ms": 1e3 * float(np.percentile(times, 90))}
+        keys = [jax.random.split(jax.random.PRNGKey(i), n) for i in range(repeats)]
+        run = lambda k, policy=policy, carry=carry, obs=obs: step(policy, carry, obs, k)  # noqa: E731
+        out[f"replan_{n}"] = {"robots": n, "guided": True,
+                              **_latency(run, jax.random.split(jax.random.PRNGKey(2), n), keys)}
     return out
 
 

@@ -226,15 +226,17 @@ def _restore(folder: Path, step: int, **items):
 
 
 def _drop_orphaned_reads() -> None:
-    """Silence the 'Exception ignored in: <coroutine ...>' reports of Orbax reads a failed restore left behind.
+    """Silence the reports of the Orbax reads a failed restore left behind (installed once per process).
 
-    The other array reads of the damaged checkpoint are coroutines that never get awaited once the first
-    one failed; when they are collected (at any moment until the process ends) Python reports each through
-    ``sys.unraisablehook`` with its full TensorStore spec (thousands of lines). Only coroutines whose code
-    lives in Orbax are dropped; every other unraisable exception still reaches the previous hook.
+    The other array reads of the damaged checkpoint never get awaited once the first one failed; when they
+    are collected (at any moment until the process ends) each is reported with its full TensorStore spec
+    (thousands of lines), by one of two channels: a bare coroutine through ``sys.unraisablehook``
+    ('Exception ignored in: <coroutine ...>'), a Task through the ``asyncio`` logger ('Task exception was
+    never retrieved'). Only reports of Orbax's code are dropped; every other one still gets through.
     """
-    if not any(isinstance(f, _OrphanedTaskFilter) for f in logging.getLogger("asyncio").filters):
-        logging.getLogger("asyncio").addFilter(_OrphanedTaskFilter())  # the same reads as asyncio Tasks
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _OrphanedTaskFilter) for f in asyncio_log.filters):
+        asyncio_log.addFilter(_OrphanedTaskFilter())
     previous = sys.unraisablehook
     if getattr(previous, "_mimic_jax_orphans", False):
         return
@@ -250,7 +252,7 @@ def _drop_orphaned_reads() -> None:
 
 
 class _OrphanedTaskFilter(logging.Filter):
-    """Drops asyncio's 'Task exception was never retrieved' records of Orbax's reads (same cause as above)."""
+    """Drops asyncio's 'Task exception was never retrieved' records of Orbax's reads (:func:`_drop_orphaned_reads`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
